@@ -1,0 +1,61 @@
+// The one error type of Strata: a closed list of codes, each with the HTTP
+// status it travels with. Server, SDK and CLI all share this file.
+
+/** HTTP status for every error code. The only place a status is chosen. */
+export const errorStatus = {
+  bad_request: 400,
+  unauthorized: 401,
+  route_not_found: 404,
+  sandbox_not_found: 404,
+  image_not_found: 404,
+  path_not_found: 404,
+  sandbox_name_taken: 409,
+  sandbox_not_running: 409,
+  sandbox_busy: 409,
+  payload_too_large: 413,
+  unsupported_media_type: 415,
+  engine_unavailable: 503,
+  internal: 500,
+} as const;
+
+/** Every code a Strata error can carry. */
+export type ErrorCode = keyof typeof errorStatus;
+
+export const errorCodes = Object.keys(errorStatus) as ErrorCode[];
+
+/** The body of every error reply: `{"error": {"code", "message"}}`. */
+export interface ErrorBody {
+  error: { code: ErrorCode; message: string };
+}
+
+/** A failure with a machine-readable code; thrown by the server, rebuilt by the SDK. */
+export class StrataError extends Error {
+  override readonly name = "StrataError";
+  readonly code: ErrorCode;
+  /** HTTP status derived from the code. */
+  readonly status: number;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.status = errorStatus[code];
+  }
+
+  toBody(): ErrorBody {
+    return { error: { code: this.code, message: this.message } };
+  }
+
+  /** Rebuilds an error from a reply body; unknown codes become `internal`. */
+  static fromBody(body: unknown, status: number): StrataError {
+    const error = (body as Partial<ErrorBody> | undefined)?.error;
+    if (error && typeof error.code === "string" && typeof error.message === "string") {
+      const code = isErrorCode(error.code) ? error.code : "internal";
+      return new StrataError(code, error.message);
+    }
+    return new StrataError(status === 401 ? "unauthorized" : "internal", `HTTP ${status}`);
+  }
+}
+
+export function isErrorCode(value: string): value is ErrorCode {
+  return Object.prototype.hasOwnProperty.call(errorStatus, value);
+}

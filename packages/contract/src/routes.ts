@@ -1,0 +1,121 @@
+// Every endpoint of the API with its schemas. The server registers exactly
+// these routes and validates with these schemas; the OpenAPI document is
+// generated from this table.
+import type { TSchema } from "@sinclair/typebox";
+import { ErrorReply, Health } from "./common.js";
+import {
+  CreateSandboxRequest,
+  ExecRequest,
+  ExecResult,
+  FilesQuery,
+  ListSandboxesQuery,
+  Sandbox,
+  SandboxList,
+  SandboxParams,
+  StopSandboxQuery,
+  UploadResult,
+} from "./sandbox.js";
+
+/** A reply that is not JSON: a byte stream of one of these media types. */
+export interface RawReply {
+  raw: string[];
+  description: string;
+}
+
+export interface RouteSpec {
+  method: "GET" | "POST" | "PUT" | "DELETE";
+  /** Path with `:param` placeholders. */
+  url: string;
+  operationId: string;
+  summary: string;
+  tag: string;
+  params?: TSchema;
+  query?: TSchema;
+  body?: TSchema;
+  /** A raw (non-JSON) request body of these media types. */
+  rawBody?: string[];
+  /** Reply per status; errors are added for every route. */
+  replies: Record<number, TSchema | RawReply | null>;
+  /** Error codes this route documents beyond the common ones. */
+  errors?: string[];
+}
+
+export const routes = {
+  health: {
+    method: "GET", url: "/v1/health", operationId: "health", tag: "server",
+    summary: "Whether the server and its engine answer.",
+    replies: { 200: Health },
+  },
+  createSandbox: {
+    method: "POST", url: "/v1/sandboxes", operationId: "createSandbox", tag: "sandboxes",
+    summary: "Create and start a sandbox from an image.",
+    body: CreateSandboxRequest,
+    replies: { 201: Sandbox },
+  },
+  listSandboxes: {
+    method: "GET", url: "/v1/sandboxes", operationId: "listSandboxes", tag: "sandboxes",
+    summary: "List sandboxes, newest first, filtered by status and labels.",
+    query: ListSandboxesQuery,
+    replies: { 200: SandboxList },
+  },
+  getSandbox: {
+    method: "GET", url: "/v1/sandboxes/:id", operationId: "getSandbox", tag: "sandboxes",
+    summary: "Get a sandbox by id or name.",
+    params: SandboxParams,
+    replies: { 200: Sandbox },
+  },
+  deleteSandbox: {
+    method: "DELETE", url: "/v1/sandboxes/:id", operationId: "deleteSandbox", tag: "sandboxes",
+    summary: "Stop and remove a sandbox and its container.",
+    params: SandboxParams,
+    replies: { 204: null },
+  },
+  stopSandbox: {
+    method: "POST", url: "/v1/sandboxes/:id/stop", operationId: "stopSandbox", tag: "sandboxes",
+    summary: "Stop a sandbox; its filesystem is kept.",
+    params: SandboxParams,
+    query: StopSandboxQuery,
+    replies: { 200: Sandbox },
+  },
+  startSandbox: {
+    method: "POST", url: "/v1/sandboxes/:id/start", operationId: "startSandbox", tag: "sandboxes",
+    summary: "Start a stopped sandbox.",
+    params: SandboxParams,
+    replies: { 200: Sandbox },
+  },
+  exec: {
+    method: "POST", url: "/v1/sandboxes/:id/exec", operationId: "exec", tag: "sandboxes",
+    summary: "Run a command and wait for it; the reply holds its exit code and output.",
+    params: SandboxParams,
+    body: ExecRequest,
+    replies: { 200: ExecResult },
+  },
+  execStream: {
+    method: "POST", url: "/v1/sandboxes/:id/exec/stream", operationId: "execStream", tag: "sandboxes",
+    summary: "Run a command and stream its output as it comes, one JSON event per line (ExecEvent), ending with an `exit` event.",
+    params: SandboxParams,
+    body: ExecRequest,
+    replies: { 200: { raw: ["application/x-ndjson"], description: "ExecEvent lines" } },
+  },
+  readFile: {
+    method: "GET", url: "/v1/sandboxes/:id/files", operationId: "readFile", tag: "files",
+    summary: "Download a file's bytes, or a tar of a directory.",
+    params: SandboxParams,
+    query: FilesQuery,
+    replies: {
+      200: { raw: ["application/octet-stream", "application/x-tar"], description: "The file's bytes, or a tar of the directory" },
+    },
+  },
+  writeFile: {
+    method: "PUT", url: "/v1/sandboxes/:id/files", operationId: "writeFile", tag: "files",
+    summary: "Upload a file (octet-stream body) or extract a tar (x-tar body) into the directory at path.",
+    params: SandboxParams,
+    query: FilesQuery,
+    rawBody: ["application/octet-stream", "application/x-tar"],
+    replies: { 200: UploadResult },
+  },
+} satisfies Record<string, RouteSpec>;
+
+export type RouteName = keyof typeof routes;
+
+export { ErrorReply };

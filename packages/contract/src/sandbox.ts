@@ -1,0 +1,127 @@
+// Request and reply schemas of the sandbox endpoints, defined once: the server
+// validates with them, the OpenAPI document is generated from them, and the
+// SDK's types are derived from them.
+import { Type, type Static } from "@sinclair/typebox";
+
+const StringMap = (description: string) =>
+  Type.Record(Type.String({ minLength: 1, maxLength: 256 }), Type.String({ maxLength: 4096 }), { description });
+
+export const Isolation = Type.Union([Type.Literal("runc"), Type.Literal("gvisor")], {
+  description: "runc: plain Linux containers; gvisor: the runsc user-space kernel.",
+});
+
+export const SandboxStatus = Type.Union(
+  [
+    Type.Literal("creating"),
+    Type.Literal("running"),
+    Type.Literal("paused"),
+    Type.Literal("stopped"),
+    Type.Literal("failed"),
+  ],
+  { description: "Live state, read from the engine." },
+);
+
+export const Resources = Type.Object(
+  {
+    cpus: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1024, description: "CPU cores, fractions allowed." })),
+    memoryMb: Type.Optional(Type.Integer({ minimum: 6, maximum: 1048576, description: "Memory limit in MiB." })),
+    pids: Type.Optional(Type.Integer({ minimum: 1, maximum: 4194304, description: "Maximum number of processes." })),
+  },
+  { additionalProperties: false },
+);
+
+/** A bare identifier: letters, digits, `.`, `_`, `-`, starting with a letter or digit. */
+export const Name = Type.String({ pattern: "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", maxLength: 128 });
+
+export const CreateSandboxRequest = Type.Object(
+  {
+    image: Type.Optional(Type.String({ minLength: 1, maxLength: 512, description: "Image reference already present in the engine; never pulled." })),
+    name: Type.Optional(Name),
+    cmd: Type.Optional(Type.Array(Type.String(), { minItems: 1, description: "Replaces the image's command." })),
+    env: Type.Optional(StringMap("Environment variables added to the image's.")),
+    labels: Type.Optional(StringMap("Free-form labels, filterable in list.")),
+    isolation: Type.Optional(Isolation),
+    resources: Type.Optional(Resources),
+    network: Type.Optional(Type.Boolean({ description: "Outbound network (default true). false: loopback only." })),
+    timeoutSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 31536000, description: "After this many seconds the sandbox is stopped and removed." })),
+  },
+  { additionalProperties: false },
+);
+export type CreateSandboxRequest = Static<typeof CreateSandboxRequest>;
+
+export const Sandbox = Type.Object({
+  id: Type.String(),
+  name: Type.Optional(Type.String()),
+  status: SandboxStatus,
+  image: Type.String({ description: "The image reference the sandbox was created from." }),
+  imageId: Type.String({ description: "The engine's id of that image." }),
+  snapshotId: Type.Optional(Type.String()),
+  isolation: Isolation,
+  cmd: Type.Optional(Type.Array(Type.String())),
+  labels: Type.Record(Type.String(), Type.String()),
+  resources: Resources,
+  network: Type.Boolean(),
+  exitCode: Type.Optional(Type.Integer({ description: "Exit code of the main process once it has stopped." })),
+  createdAt: Type.String({ format: "date-time" }),
+  expiresAt: Type.Optional(Type.String({ format: "date-time" })),
+});
+export type Sandbox = Static<typeof Sandbox>;
+export type SandboxStatus = Static<typeof SandboxStatus>;
+export type Isolation = Static<typeof Isolation>;
+export type Resources = Static<typeof Resources>;
+
+export const SandboxList = Type.Object({ sandboxes: Type.Array(Sandbox) });
+export type SandboxList = Static<typeof SandboxList>;
+
+export const ListSandboxesQuery = Type.Object(
+  {
+    status: Type.Optional(SandboxStatus),
+    label: Type.Optional(Type.Array(Type.String({ pattern: "^[^=]+=.*$" }), { description: "`key=value`; repeat to require several." })),
+  },
+  { additionalProperties: false },
+);
+export type ListSandboxesQuery = Static<typeof ListSandboxesQuery>;
+
+export const SandboxParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 128 }) });
+
+export const StopSandboxQuery = Type.Object(
+  { timeoutSeconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 3600, description: "Grace period before SIGKILL (default 10)." })) },
+  { additionalProperties: false },
+);
+
+export const ExecRequest = Type.Object(
+  {
+    cmd: Type.Array(Type.String(), { minItems: 1 }),
+    cwd: Type.Optional(Type.String({ pattern: "^/" })),
+    env: Type.Optional(StringMap("Environment added for this command.")),
+    timeoutMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 86400000, description: "The command is killed after this long; the reply says timedOut." })),
+    stdin: Type.Optional(Type.String({ description: "Written to the command's standard input, then closed." })),
+  },
+  { additionalProperties: false },
+);
+export type ExecRequest = Static<typeof ExecRequest>;
+
+export const ExecResult = Type.Object({
+  exitCode: Type.Integer(),
+  stdout: Type.String(),
+  stderr: Type.String(),
+  timedOut: Type.Boolean(),
+  durationMs: Type.Number(),
+});
+export type ExecResult = Static<typeof ExecResult>;
+
+/** One line of the streaming exec reply (`application/x-ndjson`). */
+export const ExecEvent = Type.Union([
+  Type.Object({ type: Type.Literal("stdout"), data: Type.String() }),
+  Type.Object({ type: Type.Literal("stderr"), data: Type.String() }),
+  Type.Object({ type: Type.Literal("exit"), exitCode: Type.Integer(), timedOut: Type.Boolean(), durationMs: Type.Number() }),
+]);
+export type ExecEvent = Static<typeof ExecEvent>;
+
+export const FilesQuery = Type.Object(
+  { path: Type.String({ pattern: "^/", maxLength: 4096, description: "Absolute path inside the sandbox." }) },
+  { additionalProperties: false },
+);
+
+export const UploadResult = Type.Object({ path: Type.String(), bytes: Type.Integer() });
+export type UploadResult = Static<typeof UploadResult>;

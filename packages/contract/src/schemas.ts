@@ -1,0 +1,15 @@
+// The named schemas of the contract: each becomes a component of the OpenAPI
+// document, referenced wherever it is used.
+export { ErrorReply, Health } from "./common.js";
+export {
+  CreateSandboxRequest,
+  ExecEvent,
+  ExecRequest,
+  ExecResult,
+  Isolation,
+  Resources,
+  Sandbox,
+  SandboxList,
+  SandboxStatus,
+  UploadResult,
+} from "./sandbox.js";
