@@ -115,6 +115,7 @@ export const ExecEvent = Type.Union([
   Type.Object({ type: Type.Literal("stdout"), data: Type.String() }),
   Type.Object({ type: Type.Literal("stderr"), data: Type.String() }),
   Type.Object({ type: Type.Literal("exit"), exitCode: Type.Integer(), timedOut: Type.Boolean(), durationMs: Type.Number() }),
+  Type.Object({ type: Type.Literal("error"), code: Type.String(), message: Type.String() }),
 ]);
 export type ExecEvent = Static<typeof ExecEvent>;
 

@@ -1,0 +1,3 @@
+#!/usr/bin/env node
+// The installed `strata` command; the compiled CLI lives in dist/.
+import "../dist/main.js";

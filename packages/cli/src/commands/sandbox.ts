@@ -1,0 +1,142 @@
+// `strata sandbox ...`: create, list, inspect, exec in, stop, start, remove sandboxes.
+import type { SandboxStatus } from "@strata/sdk";
+import { client, clientOptions, interruptSignal, number, pairs, parseArgs, usage, UsageError } from "../options.js";
+import { printJson, sandboxDetails, sandboxTable } from "../output.js";
+
+export const sandboxHelp = `Usage: strata sandbox <command> [options]
+
+Commands:
+  create IMAGE [-- CMD...]   create and start a sandbox
+      --name NAME  --env K=V  --label K=V  --cpus N  --memory-mb N  --pids N
+      --no-network  --timeout SECONDS  --isolation runc|gvisor
+  ls [--status S] [--label K=V]   list sandboxes
+  get ID                      show a sandbox
+  exec ID [--cwd DIR] [--env K=V] [--timeout-ms N] -- CMD...
+                              run a command, streaming its output; exits with its code
+  stop ID [--timeout SECONDS] stop a sandbox
+  start ID                    start a stopped sandbox
+  rm ID...                    remove sandboxes
+
+Common options: --url URL (env STRATA_URL)  --api-key KEY (env STRATA_API_KEY)  --json
+`;
+
+function split(args: string[]): [string[], string[]] {
+  const at = args.indexOf("--");
+  return at < 0 ? [args, []] : [args.slice(0, at), args.slice(at + 1)];
+}
+
+function one(positionals: string[], what: string): string {
+  if (positionals.length !== 1) throw new UsageError(`expected one ${what}`);
+  return positionals[0]!;
+}
+
+export async function sandbox(args: string[]): Promise<number> {
+  const [command, ...rest] = args;
+  const [own, trailing] = split(rest);
+  switch (command) {
+    case "create": {
+      const { values, positionals } = usage(() => parseArgs({ args: own, allowPositionals: true, options: {
+        ...clientOptions,
+        name: { type: "string" },
+        env: { type: "string", multiple: true },
+        label: { type: "string", multiple: true },
+        cpus: { type: "string" },
+        "memory-mb": { type: "string" },
+        pids: { type: "string" },
+        "no-network": { type: "boolean" },
+        timeout: { type: "string" },
+        isolation: { type: "string" },
+      } }));
+      const image = one(positionals, "IMAGE");
+      const isolation = values.isolation;
+      if (isolation !== undefined && isolation !== "runc" && isolation !== "gvisor") throw new UsageError("--isolation must be runc or gvisor");
+      const resources = {
+        cpus: number(values.cpus, "--cpus"),
+        memoryMb: number(values["memory-mb"], "--memory-mb"),
+        pids: number(values.pids, "--pids"),
+      };
+      const created = await client(values).sandboxes.create(
+        {
+          image,
+          name: values.name,
+          cmd: trailing.length ? trailing : undefined,
+          env: pairs(values.env, "--env"),
+          labels: pairs(values.label, "--label"),
+          isolation,
+          resources: Object.values(resources).some((v) => v !== undefined) ? resources : undefined,
+          network: values["no-network"] ? false : undefined,
+          timeoutSeconds: number(values.timeout, "--timeout"),
+        },
+        { signal: interruptSignal() },
+      );
+      if (values.json) printJson(created.info);
+      else process.stdout.write(`${created.id}\n`);
+      return 0;
+    }
+    case "ls": {
+      const { values } = usage(() => parseArgs({ args: own, allowPositionals: true, options: { ...clientOptions, status: { type: "string" }, label: { type: "string", multiple: true } } }));
+      const list = await client(values).sandboxes.list({ status: values.status as SandboxStatus | undefined, labels: pairs(values.label, "--label") });
+      if (values.json) printJson(list.map((s) => s.info));
+      else process.stdout.write(`${sandboxTable(list.map((s) => s.info))}\n`);
+      return 0;
+    }
+    case "get": {
+      const { values, positionals } = usage(() => parseArgs({ args: own, allowPositionals: true, options: clientOptions }));
+      const found = await client(values).sandboxes.get(one(positionals, "ID"));
+      if (values.json) printJson(found.info);
+      else process.stdout.write(`${sandboxDetails(found.info)}\n`);
+      return 0;
+    }
+    case "exec": {
+      const { values, positionals } = usage(() => parseArgs({ args: own, allowPositionals: true, options: {
+        ...clientOptions,
+        cwd: { type: "string" },
+        env: { type: "string", multiple: true },
+        "timeout-ms": { type: "string" },
+      } }));
+      if (!trailing.length) throw new UsageError("give the command after --");
+      const target = await client(values).sandboxes.get(one(positionals, "ID"));
+      const options = { cwd: values.cwd, env: pairs(values.env, "--env"), timeoutMs: number(values["timeout-ms"], "--timeout-ms"), signal: interruptSignal() };
+      if (values.json) {
+        const result = await target.exec(trailing, options);
+        printJson(result);
+        return result.exitCode;
+      }
+      const outcome = await target.execStream(trailing, {
+        ...options,
+        onStdout: (data) => process.stdout.write(data),
+        onStderr: (data) => process.stderr.write(data),
+      });
+      if (outcome.timedOut) process.stderr.write(`strata: the command timed out after ${options.timeoutMs} ms\n`);
+      return outcome.exitCode;
+    }
+    case "stop":
+    case "start": {
+      const { values, positionals } = usage(() => parseArgs({ args: own, allowPositionals: true, options: { ...clientOptions, timeout: { type: "string" } } }));
+      const target = await client(values).sandboxes.get(one(positionals, "ID"));
+      const info = command === "stop" ? await target.stop({ timeoutSeconds: number(values.timeout, "--timeout") }) : await target.start();
+      if (values.json) printJson(info);
+      else process.stdout.write(`${info.id} ${info.status}\n`);
+      return 0;
+    }
+    case "rm": {
+      const { values, positionals } = usage(() => parseArgs({ args: own, allowPositionals: true, options: clientOptions }));
+      if (!positionals.length) throw new UsageError("expected at least one ID");
+      const strata = client(values);
+      for (const id of positionals) {
+        await (await strata.sandboxes.get(id)).delete();
+        if (!values.json) process.stdout.write(`${id}\n`);
+      }
+      if (values.json) printJson({ removed: positionals });
+      return 0;
+    }
+    case undefined:
+    case "help":
+    case "--help":
+    case "-h":
+      process.stdout.write(sandboxHelp);
+      return 0;
+    default:
+      throw new UsageError(`unknown command 'sandbox ${command}'`);
+  }
+}

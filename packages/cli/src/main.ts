@@ -1,0 +1,56 @@
+// The `strata` command: dispatches to a command and turns failures into a
+// message and a non-zero exit.
+import { StrataError } from "@strata/sdk";
+import { sandbox, sandboxHelp } from "./commands/sandbox.js";
+import { serve, serveHelp } from "./commands/serve.js";
+import { UsageError } from "./options.js";
+
+const help = `Usage: strata <command> [options]
+
+Self-hosted sandboxes with snapshots.
+
+Commands:
+  serve      start the server (strata serve --help)
+  sandbox    create, list, exec in and remove sandboxes (strata sandbox --help)
+
+Clients talk to --url (env STRATA_URL, default http://127.0.0.1:7420).
+`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case "serve":
+      return serve(rest);
+    case "sandbox":
+    case "sandboxes":
+      return sandbox(rest);
+    case undefined:
+    case "help":
+    case "--help":
+    case "-h":
+      process.stdout.write(help);
+      return 0;
+    default:
+      throw new UsageError(`unknown command '${command}'`);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    if (error instanceof UsageError) {
+      process.stderr.write(`strata: ${error.message}\n\n${process.argv[2] === "serve" ? serveHelp : process.argv[2] === "sandbox" ? sandboxHelp : help}`);
+      process.exitCode = 2;
+    } else if (error instanceof StrataError) {
+      process.stderr.write(`strata: ${error.message} (${error.code})\n`);
+      process.exitCode = 1;
+    } else {
+      const cause = (error as { cause?: { code?: string } }).cause;
+      const detail = cause?.code === "ECONNREFUSED" ? "the server does not answer; is `strata serve` running?" : (error as Error).message;
+      process.stderr.write(`strata: ${detail}\n`);
+      process.exitCode = 1;
+    }
+  },
+);

@@ -1,0 +1,148 @@
+// A sandbox as SDK users hold it: its last known state plus the operations on it.
+import type { ExecEvent, ExecResult, Sandbox as SandboxInfo, UploadResult } from "@strata/contract";
+import { StrataError } from "@strata/contract";
+import type { Body, CallOptions, Http } from "./http.js";
+
+export interface ExecOptions extends CallOptions {
+  cwd?: string;
+  env?: Record<string, string>;
+  /** Kill the command after this long; the result then has `timedOut: true`. */
+  timeoutMs?: number;
+  stdin?: string;
+}
+
+export interface ExecStreamOptions extends ExecOptions {
+  onStdout?: (data: string) => void;
+  onStderr?: (data: string) => void;
+}
+
+export interface ExecOutcome {
+  exitCode: number;
+  timedOut: boolean;
+  durationMs: number;
+}
+
+/** A string command runs through `/bin/sh -c`; an array runs as is. */
+function argv(cmd: string | string[]): string[] {
+  return typeof cmd === "string" ? ["/bin/sh", "-c", cmd] : cmd;
+}
+
+/** Files inside a running sandbox. */
+export class SandboxFiles {
+  constructor(private readonly http: Http, private readonly id: string) {}
+
+  /** A file's bytes (or, for a directory, a tar of it) as a stream. */
+  async stream(path: string, options: CallOptions = {}): Promise<{ contentType: string; body: ReadableStream<Uint8Array> }> {
+    const response = await this.http.send({ method: "GET", path: `/v1/sandboxes/${this.id}/files`, query: { path }, signal: options.signal });
+    return { contentType: response.headers.get("content-type") ?? "", body: response.body! };
+  }
+
+  /** A file's bytes. */
+  async read(path: string, options: CallOptions = {}): Promise<Uint8Array> {
+    const response = await this.http.send({ method: "GET", path: `/v1/sandboxes/${this.id}/files`, query: { path }, signal: options.signal });
+    return new Uint8Array(await response.arrayBuffer());
+  }
+
+  /** A file's content decoded as UTF-8. */
+  async readText(path: string, options: CallOptions = {}): Promise<string> {
+    return new TextDecoder().decode(await this.read(path, options));
+  }
+
+  /** Writes a file, making its parent directories; the data may be a stream. */
+  async write(path: string, data: string | Uint8Array | ReadableStream<Uint8Array>, options: CallOptions = {}): Promise<UploadResult> {
+    return this.http.json<UploadResult>({
+      method: "PUT", path: `/v1/sandboxes/${this.id}/files`, query: { path },
+      body: data as Body, contentType: "application/octet-stream", signal: options.signal,
+    });
+  }
+
+  /** Extracts a tar archive into the directory at path. */
+  async writeTar(path: string, tar: Uint8Array | ReadableStream<Uint8Array>, options: CallOptions = {}): Promise<UploadResult> {
+    return this.http.json<UploadResult>({
+      method: "PUT", path: `/v1/sandboxes/${this.id}/files`, query: { path },
+      body: tar as Body, contentType: "application/x-tar", signal: options.signal,
+    });
+  }
+}
+
+export class Sandbox {
+  /** The state as of the last call that returned it; `refresh()` reads it again. */
+  info: SandboxInfo;
+  readonly files: SandboxFiles;
+
+  constructor(private readonly http: Http, info: SandboxInfo) {
+    this.info = info;
+    this.files = new SandboxFiles(http, info.id);
+  }
+
+  get id(): string {
+    return this.info.id;
+  }
+
+  get status(): SandboxInfo["status"] {
+    return this.info.status;
+  }
+
+  private path(suffix = ""): string {
+    return `/v1/sandboxes/${this.id}${suffix}`;
+  }
+
+  /** Runs a command to its end and returns its exit code and output. */
+  async exec(cmd: string | string[], options: ExecOptions = {}): Promise<ExecResult> {
+    const { signal, ...rest } = options;
+    return this.http.json<ExecResult>({ method: "POST", path: this.path("/exec"), json: { cmd: argv(cmd), ...rest }, signal });
+  }
+
+  /** Runs a command, handing its output to the callbacks as it comes. */
+  async execStream(cmd: string | string[], options: ExecStreamOptions = {}): Promise<ExecOutcome> {
+    const { signal, onStdout, onStderr, ...rest } = options;
+    const response = await this.http.send({ method: "POST", path: this.path("/exec/stream"), json: { cmd: argv(cmd), ...rest }, signal });
+    const decoder = new TextDecoder();
+    let buffered = "";
+    let outcome: ExecOutcome | undefined;
+    const handle = (line: string) => {
+      if (!line) return;
+      const event = JSON.parse(line) as ExecEvent;
+      if (event.type === "stdout") onStdout?.(event.data);
+      else if (event.type === "stderr") onStderr?.(event.data);
+      else if (event.type === "exit") outcome = { exitCode: event.exitCode, timedOut: event.timedOut, durationMs: event.durationMs };
+      else throw StrataError.fromBody({ error: { code: event.code, message: event.message } }, 500);
+    };
+    for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+      buffered += decoder.decode(chunk, { stream: true });
+      let newline: number;
+      while ((newline = buffered.indexOf("\n")) >= 0) {
+        handle(buffered.slice(0, newline));
+        buffered = buffered.slice(newline + 1);
+      }
+    }
+    handle(buffered + decoder.decode());
+    if (!outcome) throw new StrataError("internal", "the exec stream ended without an exit event");
+    return outcome;
+  }
+
+  /** Reads the sandbox's state again. */
+  async refresh(options: CallOptions = {}): Promise<SandboxInfo> {
+    this.info = await this.http.json<SandboxInfo>({ method: "GET", path: this.path(), signal: options.signal });
+    return this.info;
+  }
+
+  /** Stops the sandbox, keeping its filesystem. */
+  async stop(options: CallOptions & { timeoutSeconds?: number } = {}): Promise<SandboxInfo> {
+    this.info = await this.http.json<SandboxInfo>({
+      method: "POST", path: this.path("/stop"), query: { timeoutSeconds: options.timeoutSeconds }, signal: options.signal,
+    });
+    return this.info;
+  }
+
+  /** Starts a stopped sandbox. */
+  async start(options: CallOptions = {}): Promise<SandboxInfo> {
+    this.info = await this.http.json<SandboxInfo>({ method: "POST", path: this.path("/start"), signal: options.signal });
+    return this.info;
+  }
+
+  /** Removes the sandbox and its container. */
+  async delete(options: CallOptions = {}): Promise<void> {
+    await this.http.json<void>({ method: "DELETE", path: this.path(), signal: options.signal });
+  }
+}

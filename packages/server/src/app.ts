@@ -1,0 +1,123 @@
+// The composition root: builds a server from its config (engine, index,
+// services, routes) and starts it. Nothing else creates these parts.
+import { randomUUID } from "node:crypto";
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
+import { join } from "node:path";
+import { apiVersion, StrataError } from "@strata/contract";
+import Fastify, { type FastifyInstance } from "fastify";
+import { isLoopback, resolveConfig, type ServerConfig } from "./config.js";
+import type { Context } from "./context.js";
+import { DockerEngine } from "./engine/docker-engine.js";
+import type { Engine } from "./engine/engine.js";
+import { registerAuth } from "./http/auth.js";
+import { formatValidation, registerErrorHandling } from "./http/errors.js";
+import { route } from "./http/route.js";
+import { fileRoutes } from "./http/routes/files.js";
+import { sandboxRoutes } from "./http/routes/sandboxes.js";
+import { routes } from "@strata/contract";
+import { Index } from "./index/database.js";
+import { startExpiry, type Expiry } from "./sandboxes/expiry.js";
+import { recoverSandboxes } from "./sandboxes/recover.js";
+
+export interface StrataServer {
+  /** Base URL the server listens on, e.g. `http://127.0.0.1:7420`. */
+  readonly url: string;
+  readonly config: ServerConfig;
+  readonly context: Context;
+  readonly expiry: Expiry;
+  close(): Promise<void>;
+}
+
+/** Writes a small file durably: temp file, fsync, rename. */
+export function writeFileAtomic(path: string, content: string): void {
+  const temp = `${path}.${randomUUID()}.tmp`;
+  const fd = openSync(temp, "w", 0o600);
+  try {
+    writeSync(fd, content);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(temp, path);
+}
+
+/** This server's identity on the engine, kept in the home so a restart finds its containers. */
+function serverId(home: string): string {
+  const file = join(home, "server-id");
+  try {
+    return readFileSync(file, "utf8").trim();
+  } catch {
+    const id = randomUUID();
+    writeFileAtomic(file, `${id}\n`);
+    return id;
+  }
+}
+
+function buildHttp(ctx: Context): FastifyInstance {
+  const app = Fastify({
+    logger: false,
+    bodyLimit: 64 * 1024 * 1024,
+    forceCloseConnections: true,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: "array", useDefaults: true, allErrors: false } },
+    schemaErrorFormatter: (errors, context) => formatValidation(errors, context),
+  });
+  app.addHook("onResponse", async (request, reply) => {
+    ctx.config.log({
+      time: new Date().toISOString(),
+      method: request.method,
+      url: request.url,
+      status: reply.statusCode,
+      durationMs: Math.round(reply.elapsedTime * 100) / 100,
+    });
+  });
+  registerErrorHandling(app, ctx.config);
+  registerAuth(app, ctx.config.apiKey);
+  route(app, routes.health, async () => ({ ok: true, version: apiVersion, engine: await ctx.engine.version() }));
+  sandboxRoutes(app, ctx);
+  fileRoutes(app, ctx);
+  return app;
+}
+
+/** Starts a server: checks the config and engine, recovers state, listens. */
+export async function startServer(options: Partial<ServerConfig> = {}, engineOverride?: Engine): Promise<StrataServer> {
+  const config = resolveConfig(options);
+  if (!isLoopback(config.host) && !config.apiKey) {
+    throw new StrataError("bad_request", `refusing to listen on ${config.host} without an API key (set --api-key or STRATA_API_KEY)`);
+  }
+  mkdirSync(config.home, { recursive: true, mode: 0o700 });
+  const engine = engineOverride ?? new DockerEngine(config.dockerHost);
+  try {
+    await engine.version();
+  } catch (error) {
+    engine.close();
+    throw new StrataError("engine_unavailable", `no container engine answers at ${config.dockerHost}: ${(error as Error).message}`);
+  }
+  const index = new Index(config.home);
+  const context: Context = { config, engine, index, serverId: serverId(config.home) };
+  await recoverSandboxes(context);
+  const expiry = startExpiry(context);
+  const app = buildHttp(context);
+  try {
+    await app.listen({ port: config.port, host: config.host });
+  } catch (error) {
+    expiry.stop();
+    index.close();
+    engine.close();
+    throw error;
+  }
+  const address = app.server.address();
+  const port = typeof address === "object" && address ? address.port : config.port;
+  const host = config.host.includes(":") ? `[${config.host}]` : config.host;
+  return {
+    url: `http://${host}:${port}`,
+    config,
+    context,
+    expiry,
+    async close() {
+      expiry.stop();
+      await app.close();
+      index.close();
+      engine.close();
+    },
+  };
+}

@@ -1,0 +1,48 @@
+// The server's configuration: options, environment and embedded defaults.
+import { homedir } from "node:os";
+import { resolve } from "node:path";
+
+export interface ServerConfig {
+  port: number;
+  host: string;
+  /** Where the index and data live. */
+  home: string;
+  /** Docker Engine API endpoint: `unix:///path` or `tcp://host:port`. */
+  dockerHost: string;
+  /** When set, every request needs `Authorization: Bearer <apiKey>`. */
+  apiKey?: string;
+  /** Largest upload body accepted by the files endpoint. */
+  maxUploadBytes: number;
+  /** Largest stdout or stderr kept by a buffered exec; the rest is cut. */
+  maxExecOutputBytes: number;
+  /** How often expired sandboxes are looked for. */
+  expirySweepMs: number;
+  /** Where request and event logs go; one JSON object per line. */
+  log: (line: Record<string, unknown>) => void;
+}
+
+export const defaultPort = 7420;
+
+function defaultHome(): string {
+  return process.env.STRATA_HOME ? resolve(process.env.STRATA_HOME) : resolve(homedir(), ".strata");
+}
+
+/** Embedded defaults, overridden by the environment, overridden by `options`. */
+export function resolveConfig(options: Partial<ServerConfig> = {}): ServerConfig {
+  const env = process.env;
+  return {
+    port: options.port ?? (env.STRATA_PORT ? Number(env.STRATA_PORT) : defaultPort),
+    host: options.host ?? env.STRATA_HOST ?? "127.0.0.1",
+    home: options.home ? resolve(options.home) : defaultHome(),
+    dockerHost: options.dockerHost ?? env.DOCKER_HOST ?? "unix:///var/run/docker.sock",
+    apiKey: options.apiKey ?? (env.STRATA_API_KEY || undefined),
+    maxUploadBytes: options.maxUploadBytes ?? (env.STRATA_MAX_UPLOAD_BYTES ? Number(env.STRATA_MAX_UPLOAD_BYTES) : 1024 ** 3),
+    maxExecOutputBytes: options.maxExecOutputBytes ?? 16 * 1024 * 1024,
+    expirySweepMs: options.expirySweepMs ?? 1000,
+    log: options.log ?? ((line) => process.stdout.write(`${JSON.stringify(line)}\n`)),
+  };
+}
+
+export function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || host.startsWith("127.");
+}

@@ -1,0 +1,20 @@
+// What every service receives from the composition root: no globals.
+import type { ServerConfig } from "./config.js";
+import type { Engine } from "./engine/engine.js";
+import type { Index } from "./index/database.js";
+
+export interface Context {
+  config: ServerConfig;
+  engine: Engine;
+  index: Index;
+  /** Identifies this server's containers among others on the same engine. */
+  serverId: string;
+}
+
+/** Container labels that tie a container to its server and sandbox. */
+export const labelKeys = {
+  server: "dev.strata.server",
+  sandbox: "dev.strata.sandbox",
+  /** The sandbox's record as JSON, so an index lost or rebuilt can adopt the container again. */
+  record: "dev.strata.record",
+} as const;

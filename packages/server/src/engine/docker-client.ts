@@ -1,0 +1,145 @@
+// A thin HTTP client for the Docker Engine API over its unix socket (or TCP).
+// Requests stream in both directions; nothing here knows about sandboxes.
+import http from "node:http";
+import type { Duplex, Readable } from "node:stream";
+
+export interface DockerRequest {
+  method: "GET" | "POST" | "PUT" | "DELETE" | "HEAD";
+  path: string;
+  query?: Record<string, string | number | boolean | undefined>;
+  /** A JSON value, or a stream sent as-is. */
+  body?: unknown;
+  contentType?: string;
+  signal?: AbortSignal;
+}
+
+export interface DockerReply {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: http.IncomingMessage;
+}
+
+/** An error reply from the engine, with its status and message. */
+export class DockerApiError extends Error {
+  constructor(readonly status: number, message: string, readonly path: string) {
+    super(message);
+    this.name = "DockerApiError";
+  }
+}
+
+/** Where the engine listens: `unix:///var/run/docker.sock` or `tcp://host:port`. */
+export function parseDockerHost(dockerHost: string): { socketPath?: string; host?: string; port?: number } {
+  if (dockerHost.startsWith("unix://")) return { socketPath: dockerHost.slice("unix://".length) };
+  if (dockerHost.startsWith("/")) return { socketPath: dockerHost };
+  const match = /^(?:tcp|http):\/\/([^:/]+)(?::(\d+))?\/?$/.exec(dockerHost);
+  if (!match) throw new Error(`unsupported DOCKER_HOST: ${dockerHost}`);
+  return { host: match[1]!, port: match[2] ? Number(match[2]) : 2375 };
+}
+
+function isReadable(value: unknown): value is Readable {
+  return !!value && typeof (value as Readable).pipe === "function";
+}
+
+export class DockerClient {
+  private readonly target: { socketPath?: string; host?: string; port?: number };
+  private readonly agent: http.Agent;
+  readonly isLocal: boolean;
+
+  constructor(dockerHost: string) {
+    this.target = parseDockerHost(dockerHost);
+    this.isLocal = !!this.target.socketPath;
+    this.agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+  }
+
+  private options(req: DockerRequest, headers: Record<string, string>): http.RequestOptions {
+    const search = new URLSearchParams();
+    for (const [key, value] of Object.entries(req.query ?? {})) if (value !== undefined) search.set(key, String(value));
+    const qs = search.toString();
+    return {
+      ...this.target,
+      agent: this.agent,
+      method: req.method,
+      path: qs ? `${req.path}?${qs}` : req.path,
+      headers: { host: "docker", ...headers },
+      signal: req.signal,
+    };
+  }
+
+  private send(req: DockerRequest, clientRequest: http.ClientRequest): void {
+    if (req.body === undefined) clientRequest.end();
+    else if (isReadable(req.body)) {
+      req.body.on("error", (error) => clientRequest.destroy(error));
+      req.body.pipe(clientRequest);
+    } else clientRequest.end(JSON.stringify(req.body));
+  }
+
+  private headersFor(req: DockerRequest): Record<string, string> {
+    if (req.body === undefined) return {};
+    if (isReadable(req.body)) return { "content-type": req.contentType ?? "application/x-tar", "transfer-encoding": "chunked" };
+    return { "content-type": "application/json" };
+  }
+
+  /** Sends a request and returns the reply with its body unread. */
+  request(req: DockerRequest): Promise<DockerReply> {
+    return new Promise((resolve, reject) => {
+      const clientRequest = http.request(this.options(req, this.headersFor(req)), (res) => {
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: res });
+      });
+      clientRequest.on("error", reject);
+      this.send(req, clientRequest);
+    });
+  }
+
+  /** Sends a request and parses a JSON reply; error statuses throw DockerApiError. */
+  async json<T>(req: DockerRequest): Promise<T> {
+    const reply = await this.request(req);
+    const text = await readText(reply.body);
+    if (reply.status >= 400) throw new DockerApiError(reply.status, errorMessage(text), req.path);
+    return (text ? JSON.parse(text) : undefined) as T;
+  }
+
+  /** Like json(), for endpoints that reply with no body (204). */
+  async call(req: DockerRequest): Promise<number> {
+    const reply = await this.request(req);
+    const text = await readText(reply.body);
+    if (reply.status >= 400) throw new DockerApiError(reply.status, errorMessage(text), req.path);
+    return reply.status;
+  }
+
+  /** Sends a request that upgrades to a raw duplex stream (exec attach). */
+  hijack(req: DockerRequest): Promise<Duplex> {
+    return new Promise((resolve, reject) => {
+      const headers = { ...this.headersFor(req), connection: "Upgrade", upgrade: "tcp" };
+      const clientRequest = http.request({ ...this.options(req, headers), agent: false });
+      clientRequest.on("upgrade", (_res, socket, head) => {
+        if (head.length) socket.unshift(head);
+        resolve(socket);
+      });
+      clientRequest.on("response", (res) => {
+        void readText(res).then((text) => reject(new DockerApiError(res.statusCode ?? 0, errorMessage(text), req.path)));
+      });
+      clientRequest.on("error", reject);
+      clientRequest.end(req.body === undefined ? undefined : JSON.stringify(req.body));
+    });
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+}
+
+export async function readText(stream: Readable): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+function errorMessage(text: string): string {
+  try {
+    const parsed = JSON.parse(text) as { message?: string };
+    if (parsed.message) return parsed.message;
+  } catch {
+    // not JSON: use the text as it is
+  }
+  return text.trim() || "engine error";
+}

@@ -1,0 +1,254 @@
+// The Engine implemented on the Docker Engine API.
+import { readdirSync, readFileSync } from "node:fs";
+import type { Readable } from "node:stream";
+import { DockerApiError, DockerClient, readText } from "./docker-client.js";
+import type {
+  ContainerInfo, ContainerSpec, ContainerState, Engine, ExecHandlers, ExecOutcome, ExecSpec, ImageInfo, PathStat,
+} from "./engine.js";
+import { demultiplexer } from "./multiplex.js";
+
+interface DockerImage {
+  Id: string;
+  RepoDigests?: string[] | null;
+  Size?: number;
+  Config?: { Cmd?: string[] | null; Entrypoint?: string[] | null; Env?: string[] | null };
+}
+
+interface DockerContainer {
+  Id: string;
+  State: { Status: ContainerState; ExitCode: number };
+  Config: { Labels?: Record<string, string> | null };
+}
+
+interface DockerContainerSummary {
+  Id: string;
+  State: ContainerState;
+  Status: string;
+  Labels?: Record<string, string> | null;
+}
+
+function notFound(error: unknown): boolean {
+  return error instanceof DockerApiError && error.status === 404;
+}
+
+function parseStat(header: string | string[] | undefined): PathStat | null {
+  if (typeof header !== "string") return null;
+  const stat = JSON.parse(Buffer.from(header, "base64").toString("utf8")) as {
+    name: string; size: number; mode: number; linkTarget: string;
+  };
+  // Go's os.FileMode: ModeDir is bit 31, ModeSymlink bit 27.
+  const mode = stat.mode >>> 0;
+  return {
+    name: stat.name,
+    size: stat.size,
+    isDirectory: (mode & 0x80000000) !== 0,
+    isSymlink: (mode & 0x08000000) !== 0,
+    linkTarget: stat.linkTarget,
+  };
+}
+
+/** Host processes descending from pid (the engine runs on this host). */
+function descendants(pid: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      const list = children.get(ppid) ?? [];
+      list.push(Number(entry));
+      children.set(ppid, list);
+    } catch {
+      // the process ended while we looked
+    }
+  }
+  const out: number[] = [];
+  const queue = [pid];
+  while (queue.length) {
+    const next = queue.shift()!;
+    out.push(next);
+    queue.push(...(children.get(next) ?? []));
+  }
+  return out;
+}
+
+export class DockerEngine implements Engine {
+  private readonly client: DockerClient;
+
+  constructor(dockerHost: string) {
+    this.client = new DockerClient(dockerHost);
+  }
+
+  async version(): Promise<string> {
+    const reply = await this.client.json<{ Version: string }>({ method: "GET", path: "/version" });
+    return reply.Version;
+  }
+
+  async inspectImage(ref: string): Promise<ImageInfo | null> {
+    try {
+      const image = await this.client.json<DockerImage>({ method: "GET", path: `/images/${encodeURIComponent(ref)}/json` });
+      return {
+        id: image.Id,
+        repoDigests: image.RepoDigests ?? [],
+        cmd: image.Config?.Cmd ?? null,
+        entrypoint: image.Config?.Entrypoint ?? null,
+        env: image.Config?.Env ?? [],
+        sizeBytes: image.Size ?? 0,
+      };
+    } catch (error) {
+      if (notFound(error) || (error instanceof DockerApiError && error.status === 400)) return null;
+      throw error;
+    }
+  }
+
+  async createContainer(spec: ContainerSpec): Promise<string> {
+    const reply = await this.client.json<{ Id: string }>({
+      method: "POST",
+      path: "/containers/create",
+      query: { name: spec.name },
+      body: {
+        Image: spec.image,
+        Cmd: spec.cmd,
+        Env: spec.env,
+        Labels: spec.labels,
+        Tty: false,
+        // An open, unattached stdin keeps shell-based images alive, like `docker run -di`.
+        OpenStdin: true,
+        StdinOnce: false,
+        HostConfig: {
+          Init: true,
+          Runtime: spec.runtime,
+          NanoCpus: spec.cpus ? Math.round(spec.cpus * 1e9) : undefined,
+          Memory: spec.memoryMb ? spec.memoryMb * 1024 * 1024 : undefined,
+          PidsLimit: spec.pids,
+          NetworkMode: spec.network ? "bridge" : "none",
+        },
+      },
+    });
+    return reply.Id;
+  }
+
+  async startContainer(id: string): Promise<void> {
+    await this.client.call({ method: "POST", path: `/containers/${id}/start` });
+  }
+
+  async stopContainer(id: string, graceSeconds: number): Promise<void> {
+    await this.client.call({ method: "POST", path: `/containers/${id}/stop`, query: { t: graceSeconds } });
+  }
+
+  async removeContainer(id: string): Promise<void> {
+    try {
+      await this.client.call({ method: "DELETE", path: `/containers/${id}`, query: { force: true, v: true } });
+    } catch (error) {
+      if (!notFound(error)) throw error;
+    }
+  }
+
+  async inspectContainer(id: string): Promise<ContainerInfo | null> {
+    try {
+      const c = await this.client.json<DockerContainer>({ method: "GET", path: `/containers/${id}/json` });
+      return { id: c.Id, state: c.State.Status, exitCode: c.State.ExitCode, labels: c.Config.Labels ?? {} };
+    } catch (error) {
+      if (notFound(error)) return null;
+      throw error;
+    }
+  }
+
+  async listContainers(labels: Record<string, string>): Promise<ContainerInfo[]> {
+    const filters = JSON.stringify({ label: Object.entries(labels).map(([k, v]) => `${k}=${v}`) });
+    const list = await this.client.json<DockerContainerSummary[]>({
+      method: "GET", path: "/containers/json", query: { all: true, filters },
+    });
+    return list.map((c) => ({
+      id: c.Id,
+      state: c.State,
+      exitCode: Number(/Exited \((\d+)\)/.exec(c.Status)?.[1] ?? 0),
+      labels: c.Labels ?? {},
+    }));
+  }
+
+  async exec(containerId: string, spec: ExecSpec, handlers: ExecHandlers): Promise<ExecOutcome> {
+    const withStdin = spec.stdin !== undefined;
+    const { Id: execId } = await this.client.json<{ Id: string }>({
+      method: "POST",
+      path: `/containers/${containerId}/exec`,
+      body: {
+        Cmd: spec.cmd, Env: spec.env, WorkingDir: spec.cwd,
+        AttachStdin: withStdin, AttachStdout: true, AttachStderr: true, Tty: false,
+      },
+    });
+    const socket = await this.client.hijack({
+      method: "POST", path: `/exec/${execId}/start`, body: { Detach: false, Tty: false },
+    });
+    let timedOut = false;
+    let aborted = false;
+    const kill = async () => {
+      const info = await this.client.json<{ Pid: number; Running: boolean }>({ method: "GET", path: `/exec/${execId}/json` });
+      if (info.Running && info.Pid > 0 && this.client.isLocal) {
+        for (const pid of descendants(info.Pid).reverse()) {
+          try { process.kill(pid, "SIGKILL"); } catch { /* already gone */ }
+        }
+      }
+      // Whatever still holds the stream open, stop waiting for it.
+      setTimeout(() => socket.destroy(), 1000).unref();
+    };
+    const timer = spec.timeoutMs
+      ? setTimeout(() => { timedOut = true; void kill().catch(() => socket.destroy()); }, spec.timeoutMs)
+      : undefined;
+    const onAbort = () => { aborted = true; void kill().catch(() => socket.destroy()); };
+    handlers.signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const sink = demultiplexer(handlers.onOutput);
+        socket.on("error", (error) => (timedOut || aborted ? resolve() : reject(error)));
+        socket.on("close", () => resolve());
+        sink.on("finish", () => resolve());
+        socket.pipe(sink);
+        if (withStdin) socket.end(spec.stdin);
+      });
+    } finally {
+      clearTimeout(timer);
+      handlers.signal?.removeEventListener("abort", onAbort);
+      socket.destroy();
+    }
+    let exitCode = timedOut || aborted ? 137 : -1;
+    for (let attempt = 0; attempt < 50; attempt++) {
+      const info = await this.client.json<{ ExitCode: number | null; Running: boolean }>({ method: "GET", path: `/exec/${execId}/json` });
+      if (!info.Running && info.ExitCode !== null) { exitCode = info.ExitCode; break; }
+      if (timedOut || aborted) break;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    return { exitCode, timedOut };
+  }
+
+  async statPath(containerId: string, path: string): Promise<PathStat | null> {
+    const reply = await this.client.request({ method: "HEAD", path: `/containers/${containerId}/archive`, query: { path } });
+    reply.body.resume();
+    if (reply.status === 404) return null;
+    if (reply.status >= 400) throw new DockerApiError(reply.status, `stat ${path} failed`, "archive");
+    return parseStat(reply.headers["x-docker-container-path-stat"]);
+  }
+
+  async getArchive(containerId: string, path: string, signal?: AbortSignal): Promise<{ stat: PathStat; tar: Readable }> {
+    const reply = await this.client.request({ method: "GET", path: `/containers/${containerId}/archive`, query: { path }, signal });
+    if (reply.status >= 400) {
+      const text = await readText(reply.body);
+      throw new DockerApiError(reply.status, text, "archive");
+    }
+    const stat = parseStat(reply.headers["x-docker-container-path-stat"]);
+    if (!stat) throw new DockerApiError(500, "engine sent no path stat", "archive");
+    return { stat, tar: reply.body };
+  }
+
+  async putArchive(containerId: string, path: string, tar: Readable, signal?: AbortSignal): Promise<void> {
+    const reply = await this.client.request({
+      method: "PUT", path: `/containers/${containerId}/archive`, query: { path }, body: tar, contentType: "application/x-tar", signal,
+    });
+    const text = await readText(reply.body);
+    if (reply.status >= 400) throw new DockerApiError(reply.status, text, "archive");
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}

@@ -1,0 +1,84 @@
+// The one interface Strata drives containers through. Docker implements it
+// today; another runtime (Podman, Kubernetes) would implement the same.
+import type { Readable } from "node:stream";
+
+export interface ImageInfo {
+  id: string;
+  repoDigests: string[];
+  cmd: string[] | null;
+  entrypoint: string[] | null;
+  env: string[];
+  sizeBytes: number;
+}
+
+export interface ContainerSpec {
+  name: string;
+  image: string;
+  cmd?: string[];
+  env: string[];
+  labels: Record<string, string>;
+  runtime?: string;
+  cpus?: number;
+  memoryMb?: number;
+  pids?: number;
+  network: boolean;
+}
+
+export type ContainerState = "created" | "running" | "paused" | "restarting" | "removing" | "exited" | "dead";
+
+export interface ContainerInfo {
+  id: string;
+  state: ContainerState;
+  exitCode: number;
+  labels: Record<string, string>;
+}
+
+export interface ExecSpec {
+  cmd: string[];
+  env?: string[];
+  cwd?: string;
+  stdin?: string;
+  timeoutMs?: number;
+}
+
+export interface ExecOutcome {
+  exitCode: number;
+  timedOut: boolean;
+}
+
+export interface ExecHandlers {
+  onOutput(kind: "stdout" | "stderr", data: Buffer): void;
+  signal?: AbortSignal;
+}
+
+/** What a path in a container is, from the archive API's stat header. */
+export interface PathStat {
+  name: string;
+  size: number;
+  isDirectory: boolean;
+  isSymlink: boolean;
+  linkTarget: string;
+}
+
+export interface Engine {
+  /** The engine's version; throws when it does not answer. */
+  version(): Promise<string>;
+  /** The image with this reference or id, or null when the engine does not have it. */
+  inspectImage(ref: string): Promise<ImageInfo | null>;
+  createContainer(spec: ContainerSpec): Promise<string>;
+  startContainer(id: string): Promise<void>;
+  stopContainer(id: string, graceSeconds: number): Promise<void>;
+  /** Removes the container and its anonymous volumes; a missing container is not an error. */
+  removeContainer(id: string): Promise<void>;
+  inspectContainer(id: string): Promise<ContainerInfo | null>;
+  /** Containers carrying all these labels, running or not. */
+  listContainers(labels: Record<string, string>): Promise<ContainerInfo[]>;
+  exec(containerId: string, spec: ExecSpec, handlers: ExecHandlers): Promise<ExecOutcome>;
+  /** Stat of a path; null when it does not exist. */
+  statPath(containerId: string, path: string): Promise<PathStat | null>;
+  /** A tar stream of the path (a file or a directory). */
+  getArchive(containerId: string, path: string, signal?: AbortSignal): Promise<{ stat: PathStat; tar: Readable }>;
+  /** Extracts a tar stream into the directory at path, which must exist. */
+  putArchive(containerId: string, path: string, tar: Readable, signal?: AbortSignal): Promise<void>;
+  close(): void;
+}

@@ -1,0 +1,24 @@
+// Registers a route of the contract with its schemas, so validation and
+// serialisation come from the one definition.
+import type { RouteSpec } from "@strata/contract";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+
+export type Handler = (request: FastifyRequest, reply: FastifyReply) => Promise<unknown>;
+
+export function route(app: FastifyInstance, spec: RouteSpec, handler: Handler): void {
+  const response: Record<number, unknown> = {};
+  for (const [status, reply] of Object.entries(spec.replies)) {
+    if (reply && !("raw" in reply)) response[Number(status)] = reply;
+  }
+  app.route({
+    method: spec.method,
+    url: spec.url,
+    schema: {
+      ...(spec.params ? { params: spec.params } : {}),
+      ...(spec.query ? { querystring: spec.query } : {}),
+      ...(spec.body ? { body: spec.body } : {}),
+      response,
+    },
+    handler,
+  });
+}

@@ -1,0 +1,64 @@
+// HTTP routes of sandboxes: translate requests to service calls, nothing more.
+import { PassThrough } from "node:stream";
+import { routes, type CreateSandboxRequest, type ExecEvent, type ExecRequest, type ListSandboxesQuery } from "@strata/contract";
+import type { FastifyInstance } from "fastify";
+import type { Context } from "../../context.js";
+import { createSandbox } from "../../sandboxes/create.js";
+import { execBuffered, execStreaming } from "../../sandboxes/exec.js";
+import { deleteSandbox, getSandbox, listSandboxes, startSandbox, stopSandbox } from "../../sandboxes/lifecycle.js";
+import { toStrataError } from "../errors.js";
+import { route } from "../route.js";
+
+type IdParams = { id: string };
+
+/** An AbortSignal that fires when the client goes away before the reply is done. */
+function clientGone(reply: { raw: NodeJS.WritableStream & { writableFinished: boolean; on(e: "close", f: () => void): unknown } }): AbortSignal {
+  const controller = new AbortController();
+  reply.raw.on("close", () => {
+    if (!reply.raw.writableFinished) controller.abort();
+  });
+  return controller.signal;
+}
+
+export function sandboxRoutes(app: FastifyInstance, ctx: Context): void {
+  route(app, routes.createSandbox, async (request, reply) => {
+    const sandbox = await createSandbox(ctx, request.body as CreateSandboxRequest);
+    return reply.status(201).send(sandbox);
+  });
+
+  route(app, routes.listSandboxes, async (request) => ({
+    sandboxes: await listSandboxes(ctx, request.query as ListSandboxesQuery),
+  }));
+
+  route(app, routes.getSandbox, async (request) => getSandbox(ctx, (request.params as IdParams).id));
+
+  route(app, routes.deleteSandbox, async (request, reply) => {
+    await deleteSandbox(ctx, (request.params as IdParams).id);
+    return reply.status(204).send();
+  });
+
+  route(app, routes.stopSandbox, async (request) => {
+    const query = request.query as { timeoutSeconds?: number };
+    return stopSandbox(ctx, (request.params as IdParams).id, query.timeoutSeconds);
+  });
+
+  route(app, routes.startSandbox, async (request) => startSandbox(ctx, (request.params as IdParams).id));
+
+  route(app, routes.exec, async (request, reply) =>
+    execBuffered(ctx, (request.params as IdParams).id, request.body as ExecRequest, clientGone(reply)),
+  );
+
+  route(app, routes.execStream, async (request, reply) => {
+    const signal = clientGone(reply);
+    const run = await execStreaming(ctx, (request.params as IdParams).id, request.body as ExecRequest, signal);
+    const out = new PassThrough();
+    const emit = (event: ExecEvent) => out.write(`${JSON.stringify(event)}\n`);
+    run(emit)
+      .catch((error) => {
+        const strataError = toStrataError(error);
+        emit({ type: "error", code: strataError.code, message: strataError.message });
+      })
+      .finally(() => out.end());
+    return reply.type("application/x-ndjson").header("cache-control", "no-store").send(out);
+  });
+}

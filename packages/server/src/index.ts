@@ -1,0 +1,3 @@
+// The Strata server as a library: start it from a config.
+export { startServer, type StrataServer } from "./app.js";
+export { resolveConfig, defaultPort, type ServerConfig } from "./config.js";

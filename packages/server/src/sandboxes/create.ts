@@ -1,0 +1,72 @@
+// Creating a sandbox: check the request against what exists, make the
+// container, start it; on any failure remove what was made.
+import { randomUUID } from "node:crypto";
+import { StrataError, type CreateSandboxRequest, type Sandbox } from "@strata/contract";
+import { labelKeys, type Context } from "../context.js";
+import { engineError } from "../engine/errors.js";
+import type { SandboxRow } from "../index/database.js";
+import { toSandbox } from "./view.js";
+
+export async function createSandbox(ctx: Context, request: CreateSandboxRequest): Promise<Sandbox> {
+  if (!request.image) throw new StrataError("bad_request", "body/image is required");
+  if (request.name && ctx.index.sandboxNameTaken(request.name)) {
+    throw new StrataError("sandbox_name_taken", `a sandbox named '${request.name}' already exists`);
+  }
+  const image = await ctx.engine.inspectImage(request.image).catch((error) => {
+    throw engineError(error, "inspect image");
+  });
+  if (!image) {
+    throw new StrataError("image_not_found", `image '${request.image}' is not in the engine (Strata never pulls images by tag)`);
+  }
+
+  const now = new Date();
+  const row: SandboxRow = {
+    id: randomUUID(),
+    name: request.name ?? null,
+    containerId: null,
+    image: request.image,
+    imageId: image.id,
+    snapshotId: null,
+    isolation: request.isolation ?? "runc",
+    cmd: request.cmd ?? null,
+    labels: request.labels ?? {},
+    resources: request.resources ?? {},
+    network: request.network ?? true,
+    phase: "creating",
+    createdAt: now.toISOString(),
+    expiresAt: request.timeoutSeconds ? new Date(now.getTime() + request.timeoutSeconds * 1000).toISOString() : null,
+  };
+  try {
+    ctx.index.insertSandbox(row);
+  } catch (error) {
+    if ((error as { code?: string }).code === "SQLITE_CONSTRAINT_UNIQUE") {
+      throw new StrataError("sandbox_name_taken", `a sandbox named '${request.name}' already exists`);
+    }
+    throw error;
+  }
+
+  let containerId: string | null = null;
+  try {
+    containerId = await ctx.engine.createContainer({
+      name: `strata-${row.id}`,
+      image: image.id,
+      cmd: request.cmd,
+      env: Object.entries(request.env ?? {}).map(([key, value]) => `${key}=${value}`),
+      labels: { [labelKeys.server]: ctx.serverId, [labelKeys.sandbox]: row.id, [labelKeys.record]: JSON.stringify({ ...row, phase: "created" }) },
+      runtime: row.isolation === "gvisor" ? "runsc" : undefined,
+      cpus: row.resources.cpus,
+      memoryMb: row.resources.memoryMb,
+      pids: row.resources.pids,
+      network: row.network,
+    });
+    ctx.index.setSandboxContainer(row.id, containerId);
+    await ctx.engine.startContainer(containerId);
+    ctx.index.markSandboxCreated(row.id, containerId);
+  } catch (error) {
+    if (containerId) await ctx.engine.removeContainer(containerId).catch(() => undefined);
+    ctx.index.deleteSandbox(row.id);
+    throw engineError(error, "create sandbox");
+  }
+  const container = await ctx.engine.inspectContainer(containerId);
+  return toSandbox({ ...row, containerId, phase: "created" }, container);
+}

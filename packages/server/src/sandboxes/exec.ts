@@ -1,0 +1,78 @@
+// Running a command in a running sandbox, buffered or streamed.
+import { StringDecoder } from "node:string_decoder";
+import type { ExecEvent, ExecRequest, ExecResult } from "@strata/contract";
+import type { Context } from "../context.js";
+import { engineError } from "../engine/errors.js";
+import { runningSandbox } from "./lifecycle.js";
+
+function envList(env: Record<string, string> | undefined): string[] | undefined {
+  return env ? Object.entries(env).map(([key, value]) => `${key}=${value}`) : undefined;
+}
+
+/** Runs the command to its end and returns its output, each stream cut at the configured limit. */
+export async function execBuffered(ctx: Context, idOrName: string, request: ExecRequest, signal?: AbortSignal): Promise<ExecResult> {
+  const { containerId } = await runningSandbox(ctx, idOrName);
+  const limit = ctx.config.maxExecOutputBytes;
+  const output = { stdout: [] as Buffer[], stderr: [] as Buffer[] };
+  const sizes = { stdout: 0, stderr: 0 };
+  const started = performance.now();
+  const outcome = await ctx.engine
+    .exec(
+      containerId,
+      { cmd: request.cmd, env: envList(request.env), cwd: request.cwd, stdin: request.stdin, timeoutMs: request.timeoutMs },
+      {
+        signal,
+        onOutput(kind, data) {
+          const room = limit - sizes[kind];
+          if (room <= 0) return;
+          const piece = data.length > room ? data.subarray(0, room) : data;
+          output[kind].push(Buffer.from(piece));
+          sizes[kind] += piece.length;
+        },
+      },
+    )
+    .catch((error) => {
+      throw engineError(error, "exec");
+    });
+  return {
+    exitCode: outcome.exitCode,
+    stdout: Buffer.concat(output.stdout).toString("utf8"),
+    stderr: Buffer.concat(output.stderr).toString("utf8"),
+    timedOut: outcome.timedOut,
+    durationMs: Math.round((performance.now() - started) * 1000) / 1000,
+  };
+}
+
+/**
+ * Runs the command and hands each piece of output to `emit` as it arrives,
+ * ending with an `exit` event. Checks the sandbox before the first event so a
+ * wrong state is still an ordinary error reply.
+ */
+export async function execStreaming(
+  ctx: Context,
+  idOrName: string,
+  request: ExecRequest,
+  signal: AbortSignal,
+): Promise<(emit: (event: ExecEvent) => void) => Promise<void>> {
+  const { containerId } = await runningSandbox(ctx, idOrName);
+  return async (emit) => {
+    const decoders = { stdout: new StringDecoder("utf8"), stderr: new StringDecoder("utf8") };
+    const started = performance.now();
+    const outcome = await ctx.engine.exec(
+      containerId,
+      { cmd: request.cmd, env: envList(request.env), cwd: request.cwd, stdin: request.stdin, timeoutMs: request.timeoutMs },
+      {
+        signal,
+        onOutput(kind, data) {
+          const text = decoders[kind].write(data);
+          if (text) emit({ type: kind, data: text });
+        },
+      },
+    );
+    for (const kind of ["stdout", "stderr"] as const) {
+      const rest = decoders[kind].end();
+      if (rest) emit({ type: kind, data: rest });
+    }
+    emit({ type: "exit", exitCode: outcome.exitCode, timedOut: outcome.timedOut, durationMs: Math.round(performance.now() - started) });
+  };
+}

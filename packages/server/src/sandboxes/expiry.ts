@@ -1,0 +1,29 @@
+// Stops and removes sandboxes whose timeout has passed, on a timer.
+import type { Context } from "../context.js";
+import { removeSandbox } from "./lifecycle.js";
+
+export interface Expiry {
+  stop(): void;
+  /** Removes what has expired now; also called by the timer. */
+  sweep(): Promise<void>;
+}
+
+export function startExpiry(ctx: Context): Expiry {
+  let running = false;
+  const sweep = async () => {
+    if (running) return;
+    running = true;
+    try {
+      for (const row of ctx.index.expiredSandboxes(new Date().toISOString())) {
+        await removeSandbox(ctx, row)
+          .then(() => ctx.config.log({ event: "sandbox_expired", sandboxId: row.id }))
+          .catch((error) => ctx.config.log({ event: "expiry_failed", sandboxId: row.id, message: String(error) }));
+      }
+    } finally {
+      running = false;
+    }
+  };
+  const timer = setInterval(() => void sweep(), ctx.config.expirySweepMs);
+  timer.unref();
+  return { stop: () => clearInterval(timer), sweep };
+}

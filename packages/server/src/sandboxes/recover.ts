@@ -1,0 +1,46 @@
+// Startup reconciliation between the index and the engine: undo creations a
+// crash interrupted, and adopt containers whose record the index lacks (the
+// record travels in a container label).
+import { labelKeys, type Context } from "../context.js";
+import type { SandboxRow } from "../index/database.js";
+
+export async function recoverSandboxes(ctx: Context): Promise<void> {
+  const containers = await ctx.engine.listContainers({ [labelKeys.server]: ctx.serverId });
+  const rows = ctx.index.listSandboxes();
+  const known = new Set<string>();
+  for (const row of rows) {
+    if (row.phase !== "creating") {
+      known.add(row.id);
+      continue;
+    }
+    // The request that was creating it never got an answer: undo it.
+    for (const container of containers) {
+      if (container.labels[labelKeys.sandbox] === row.id) await ctx.engine.removeContainer(container.id);
+    }
+    ctx.index.deleteSandbox(row.id);
+    ctx.config.log({ event: "sandbox_creation_undone", sandboxId: row.id });
+  }
+  for (const container of containers) {
+    const sandboxId = container.labels[labelKeys.sandbox];
+    if (sandboxId && known.has(sandboxId)) continue;
+    if (rows.some((row) => row.id === sandboxId)) continue; // undone above
+    const record = parseRecord(container.labels[labelKeys.record]);
+    if (record && record.id === sandboxId) {
+      ctx.index.insertSandbox({ ...record, containerId: container.id, phase: "created" });
+      ctx.config.log({ event: "sandbox_adopted", sandboxId });
+    } else {
+      await ctx.engine.removeContainer(container.id);
+      ctx.config.log({ event: "orphan_container_removed", containerId: container.id });
+    }
+  }
+}
+
+function parseRecord(label: string | undefined): SandboxRow | null {
+  if (!label) return null;
+  try {
+    const record = JSON.parse(label) as SandboxRow;
+    return typeof record.id === "string" && typeof record.image === "string" ? record : null;
+  } catch {
+    return null;
+  }
+}
