@@ -4,7 +4,8 @@ import { randomUUID } from "node:crypto";
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { apiVersion, StrataError } from "@strata/contract";
-import Fastify, { type FastifyInstance } from "fastify";
+import { Ajv } from "ajv";
+import Fastify, { type FastifyInstance, type FastifySchemaCompiler } from "fastify";
 import { isLoopback, resolveConfig, type ServerConfig } from "./config.js";
 import type { Context } from "./context.js";
 import { DockerEngine } from "./engine/docker-engine.js";
@@ -58,9 +59,15 @@ function buildHttp(ctx: Context): FastifyInstance {
     logger: false,
     bodyLimit: 64 * 1024 * 1024,
     forceCloseConnections: true,
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: "array", useDefaults: true, allErrors: false } },
     schemaErrorFormatter: (errors, context) => formatValidation(errors, context),
   });
+  // Bodies are validated strictly; query strings and paths arrive as text, so
+  // their numbers and repeated keys are coerced to the schema's types.
+  const strict = new Ajv({ strict: false, allErrors: false, coerceTypes: false, removeAdditional: false });
+  const coercing = new Ajv({ strict: false, allErrors: false, coerceTypes: "array", removeAdditional: false });
+  app.setValidatorCompiler(({ schema, httpPart }) =>
+    (httpPart === "body" ? strict : coercing).compile(schema as object) as ReturnType<FastifySchemaCompiler<unknown>>,
+  );
   app.addHook("onResponse", async (request, reply) => {
     ctx.config.log({
       time: new Date().toISOString(),

@@ -116,7 +116,6 @@ export class DockerEngine implements Engine {
         OpenStdin: true,
         StdinOnce: false,
         HostConfig: {
-          Init: true,
           Runtime: spec.runtime,
           NanoCpus: spec.cpus ? Math.round(spec.cpus * 1e9) : undefined,
           Memory: spec.memoryMb ? spec.memoryMb * 1024 * 1024 : undefined,

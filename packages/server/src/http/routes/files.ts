@@ -1,6 +1,6 @@
 // HTTP routes of sandbox files: bytes or tars in and out, streamed.
 import type { Readable } from "node:stream";
-import { routes } from "@strata/contract";
+import { routes, StrataError } from "@strata/contract";
 import type { FastifyInstance } from "fastify";
 import type { Context } from "../../context.js";
 import { readFile, writeFile } from "../../sandboxes/files.js";
@@ -24,6 +24,9 @@ export function fileRoutes(app: FastifyInstance, ctx: Context): void {
 
   route(app, routes.writeFile, async (request) => {
     const contentType = (request.headers["content-type"] ?? "").split(";")[0]!.trim();
+    if (contentType !== "application/octet-stream" && contentType !== "application/x-tar") {
+      throw new StrataError("unsupported_media_type", "send the file as application/octet-stream or a tar as application/x-tar");
+    }
     const length = request.headers["content-length"];
     return writeFile(ctx, (request.params as Params).id, (request.query as Query).path, {
       body: request.body as Readable,

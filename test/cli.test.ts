@@ -1,0 +1,73 @@
+// A user drives sandboxes from the `strata` command.
+import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { baseImage, startTestServer, type TestServer } from "./harness.js";
+
+const bin = fileURLToPath(new URL("../../packages/cli/bin/strata.js", import.meta.url));
+let t: TestServer;
+
+function strata(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [bin, ...args], { env: { ...process.env, STRATA_URL: t.server.url } });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (data) => (stdout += data));
+    child.stderr.on("data", (data) => (stderr += data));
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+}
+
+before(async () => {
+  t = await startTestServer();
+});
+after(async () => {
+  await t.close();
+});
+
+test("create, list, exec, stop, start and remove from the command line", async () => {
+  const created = await strata("sandbox", "create", baseImage, "--name", "cli-box", "--label", "via=cli", "--env", "A=1");
+  assert.equal(created.code, 0, created.stderr);
+  const id = created.stdout.trim();
+  assert.match(id, /^[0-9a-f-]{36}$/);
+
+  const listed = await strata("sandbox", "ls");
+  assert.match(listed.stdout, /^ID\s+NAME\s+STATUS/);
+  assert.match(listed.stdout, new RegExp(`${id}\\s+cli-box\\s+running`));
+  const json = JSON.parse((await strata("sandbox", "ls", "--json", "--label", "via=cli")).stdout) as { id: string }[];
+  assert.deepEqual(json.map((s) => s.id), [id]);
+
+  const exec = await strata("sandbox", "exec", "cli-box", "--", "sh", "-c", "echo $A; echo oops >&2; exit 5");
+  assert.equal(exec.code, 5);
+  assert.equal(exec.stdout, "1\n");
+  assert.equal(exec.stderr, "oops\n");
+  const execJson = JSON.parse((await strata("sandbox", "exec", "cli-box", "--json", "--", "echo", "hi")).stdout) as { stdout: string };
+  assert.equal(execJson.stdout, "hi\n");
+
+  assert.match((await strata("sandbox", "stop", "cli-box", "--timeout", "1")).stdout, /stopped/);
+  const refused = await strata("sandbox", "exec", "cli-box", "--", "true");
+  assert.equal(refused.code, 1);
+  assert.match(refused.stderr, /not running.*sandbox_not_running/);
+  assert.match((await strata("sandbox", "start", "cli-box")).stdout, /running/);
+  const got = JSON.parse((await strata("sandbox", "get", id, "--json")).stdout) as { status: string; labels: Record<string, string> };
+  assert.equal(got.status, "running");
+  assert.deepEqual(got.labels, { via: "cli" });
+  assert.equal((await strata("sandbox", "rm", "cli-box")).code, 0);
+  assert.equal(await t.containers(), 0);
+});
+
+test("failures exit non-zero with the server's message", async () => {
+  const missing = await strata("sandbox", "get", "no-such-box");
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /no sandbox 'no-such-box' \(sandbox_not_found\)/);
+  const badImage = await strata("sandbox", "create", "not/here:1");
+  assert.equal(badImage.code, 1);
+  assert.match(badImage.stderr, /not\/here:1.*image_not_found/);
+  const usage = await strata("sandbox", "frobnicate");
+  assert.equal(usage.code, 2);
+  const help = await strata("--help");
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /Usage: strata/);
+});

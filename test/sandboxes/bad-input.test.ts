@@ -1,0 +1,140 @@
+// Wrong requests get a clear error with the right status and leave nothing behind.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { startServer } from "@strata/server";
+import { Strata } from "@strata/sdk";
+import { baseImage, errorCode, startTestServer, type TestServer } from "../harness.js";
+
+let t: TestServer;
+before(async () => {
+  t = await startTestServer({ maxUploadBytes: 1000 });
+});
+after(async () => {
+  await t.close();
+});
+
+async function raw(method: string, path: string, body?: string, contentType = "application/json") {
+  const response = await fetch(`${t.server.url}${path}`, {
+    method,
+    headers: body !== undefined ? { "content-type": contentType } : {},
+    body,
+  });
+  const text = await response.text();
+  return { status: response.status, body: text ? (JSON.parse(text) as { error?: { code: string; message: string } }) : {} };
+}
+
+test("an unknown sandbox is a 404 sandbox_not_found everywhere", async () => {
+  for (const [method, path, body] of [
+    ["GET", "/v1/sandboxes/nope"],
+    ["DELETE", "/v1/sandboxes/nope"],
+    ["POST", "/v1/sandboxes/nope/stop"],
+    ["POST", "/v1/sandboxes/nope/start"],
+    ["POST", "/v1/sandboxes/nope/exec", JSON.stringify({ cmd: ["true"] })],
+    ["GET", "/v1/sandboxes/nope/files?path=/etc"],
+  ] as const) {
+    const reply = await raw(method, path, body);
+    assert.equal(reply.status, 404, `${method} ${path}`);
+    assert.equal(reply.body.error?.code, "sandbox_not_found");
+  }
+});
+
+test("an unknown image is a 404 image_not_found naming the reference, with nothing created", async () => {
+  const reply = await raw("POST", "/v1/sandboxes", JSON.stringify({ image: "strata-test/never-built:1.0" }));
+  assert.equal(reply.status, 404);
+  assert.equal(reply.body.error?.code, "image_not_found");
+  assert.match(reply.body.error!.message, /strata-test\/never-built:1\.0/);
+  assert.equal((await t.strata.sandboxes.list()).length, 0);
+  assert.equal(await t.containers(), 0);
+});
+
+test("invalid JSON and invalid fields are 400 naming the field", async () => {
+  const broken = await raw("POST", "/v1/sandboxes", '{"image": ');
+  assert.equal(broken.status, 400);
+  assert.equal(broken.body.error?.code, "bad_request");
+
+  const cases: [unknown, RegExp][] = [
+    [{ image: baseImage, cmd: "echo" }, /cmd/],
+    [{ image: baseImage, resources: { cpus: -1 } }, /resources\/cpus/],
+    [{ image: baseImage, isolation: "vm" }, /isolation/],
+    [{ image: baseImage, unknownField: 1 }, /unknownField/],
+    [{ image: baseImage, name: "../etc" }, /name/],
+    [{ image: baseImage, timeoutSeconds: 0 }, /timeoutSeconds/],
+    [{}, /image/],
+  ];
+  for (const [body, field] of cases) {
+    const reply = await raw("POST", "/v1/sandboxes", JSON.stringify(body));
+    assert.equal(reply.status, 400, JSON.stringify(body));
+    assert.equal(reply.body.error?.code, "bad_request");
+    assert.match(reply.body.error!.message, field);
+  }
+  const sandbox = await t.strata.sandboxes.create({ image: baseImage });
+  const exec = await raw("POST", `/v1/sandboxes/${sandbox.id}/exec`, JSON.stringify({ cmd: [] }));
+  assert.equal(exec.status, 400);
+  assert.match(exec.body.error!.message, /cmd/);
+  const files = await raw("GET", `/v1/sandboxes/${sandbox.id}/files?path=relative/path`);
+  assert.equal(files.status, 400);
+  assert.match(files.body.error!.message, /path/);
+  const missing = await raw("GET", `/v1/sandboxes/${sandbox.id}/files?path=/no/such/file`);
+  assert.equal(missing.status, 404);
+  assert.equal(missing.body.error?.code, "path_not_found");
+  await sandbox.delete();
+  assert.equal(await t.containers(), 0);
+});
+
+test("unknown routes are 404 route_not_found", async () => {
+  const reply = await raw("GET", "/v1/nothing-here");
+  assert.equal(reply.status, 404);
+  assert.equal(reply.body.error?.code, "route_not_found");
+});
+
+test("a name already in use is a 409 and does not create a second sandbox", async () => {
+  const first = await t.strata.sandboxes.create({ image: baseImage, name: "twin" });
+  assert.equal(await errorCode(t.strata.sandboxes.create({ image: baseImage, name: "twin" })), "sandbox_name_taken");
+  assert.equal(await t.containers(), 1);
+  await first.delete();
+});
+
+test("a create that fails in the engine removes what it made", async () => {
+  const code = await errorCode(t.strata.sandboxes.create({ image: baseImage, cmd: ["/no/such/binary"] }));
+  assert.equal(code, "bad_request");
+  assert.equal((await t.strata.sandboxes.list()).length, 0);
+  assert.equal(await t.containers(), 0);
+});
+
+test("uploads over the limit are 413, by declared length or by counting", async () => {
+  const sandbox = await t.strata.sandboxes.create({ image: baseImage });
+  assert.equal(await errorCode(sandbox.files.write("/tmp/big", new Uint8Array(5000))), "payload_too_large");
+  const streamed = new ReadableStream<Uint8Array>({
+    start(controller) {
+      for (let i = 0; i < 5; i++) controller.enqueue(new Uint8Array(400));
+      controller.close();
+    },
+  });
+  assert.equal(await errorCode(sandbox.files.write("/tmp/big2", streamed)), "payload_too_large");
+  assert.equal((await sandbox.exec("ls /tmp")).stdout, "");
+  const wrongType = await raw("PUT", `/v1/sandboxes/${sandbox.id}/files?path=/tmp/x`, "x", "text/plain");
+  assert.equal(wrongType.status, 415);
+  assert.equal(wrongType.body.error?.code, "unsupported_media_type");
+  await sandbox.delete();
+});
+
+test("with an API key every request needs it; a public host needs a key", async () => {
+  const secured = await startTestServer({ apiKey: "s3cret" });
+  try {
+    const anonymous = new Strata({ baseUrl: secured.server.url });
+    assert.equal(await errorCode(anonymous.sandboxes.list()), "unauthorized");
+    const wrong = new Strata({ baseUrl: secured.server.url, apiKey: "guess" });
+    assert.equal(await errorCode(wrong.sandboxes.list()), "unauthorized");
+    assert.deepEqual(await secured.strata.sandboxes.list(), []);
+  } finally {
+    await secured.close();
+  }
+  await assert.rejects(startServer({ host: "0.0.0.0", port: 0, home: t.home, log: () => {} }), /API key/);
+});
+
+test("an engine that does not answer stops the server from starting, with a clear message", async () => {
+  await assert.rejects(
+    startServer({ port: 0, home: t.home, dockerHost: "unix:///nonexistent/docker.sock", log: () => {} }),
+    (error: Error & { code?: string }) => error.code === "engine_unavailable" && /nonexistent/.test(error.message),
+  );
+});
