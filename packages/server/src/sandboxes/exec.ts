@@ -1,9 +1,29 @@
 // Running a command in a running sandbox, buffered or streamed.
 import { StringDecoder } from "node:string_decoder";
-import type { ExecEvent, ExecRequest, ExecResult } from "@strata/contract";
+import { StrataError, type ExecEvent, type ExecRequest, type ExecResult } from "@strata/contract";
 import type { Context } from "../context.js";
 import { engineError } from "../engine/errors.js";
-import { runningSandbox } from "./lifecycle.js";
+import { DockerApiError } from "../engine/docker-client.js";
+import { findSandbox, runningSandbox } from "./lifecycle.js";
+
+/**
+ * The container to exec in. The engine itself refuses exec in a container that
+ * is not running, so exec costs no extra inspect round trip.
+ */
+function execTarget(ctx: Context, idOrName: string): string {
+  const row = findSandbox(ctx, idOrName);
+  if (row.phase === "creating" || !row.containerId) {
+    throw new StrataError("sandbox_not_running", `sandbox '${idOrName}' is still being created`);
+  }
+  return row.containerId;
+}
+
+function execError(error: unknown, idOrName: string): StrataError {
+  if (error instanceof DockerApiError && (error.status === 409 || error.status === 404)) {
+    return new StrataError("sandbox_not_running", `sandbox '${idOrName}' is not running (${error.message})`);
+  }
+  return engineError(error, "exec");
+}
 
 function envList(env: Record<string, string> | undefined): string[] | undefined {
   return env ? Object.entries(env).map(([key, value]) => `${key}=${value}`) : undefined;
@@ -11,7 +31,7 @@ function envList(env: Record<string, string> | undefined): string[] | undefined 
 
 /** Runs the command to its end and returns its output, each stream cut at the configured limit. */
 export async function execBuffered(ctx: Context, idOrName: string, request: ExecRequest, signal?: AbortSignal): Promise<ExecResult> {
-  const { containerId } = await runningSandbox(ctx, idOrName);
+  const containerId = execTarget(ctx, idOrName);
   const limit = ctx.config.maxExecOutputBytes;
   const output = { stdout: [] as Buffer[], stderr: [] as Buffer[] };
   const sizes = { stdout: 0, stderr: 0 };
@@ -32,7 +52,7 @@ export async function execBuffered(ctx: Context, idOrName: string, request: Exec
       },
     )
     .catch((error) => {
-      throw engineError(error, "exec");
+      throw execError(error, idOrName);
     });
   return {
     exitCode: outcome.exitCode,

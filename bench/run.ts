@@ -1,0 +1,51 @@
+// `npm run bench`: starts a Strata server as its own process, runs every
+// scenario against it and against the raw engine, prints the table and writes
+// bench/results/latest.json.
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { cpus, tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Strata } from "@strata/sdk";
+import { benchSandboxes } from "./sandboxes.js";
+import { printTable, writeResults } from "./stats.js";
+
+const image = "strata-test/busybox:latest";
+const runs = Number(process.env.BENCH_RUNS ?? 20);
+const root = fileURLToPath(new URL("../..", import.meta.url));
+
+async function main(): Promise<void> {
+  const home = mkdtempSync(join(tmpdir(), "strata-bench-"));
+  const port = 7600 + Math.floor(Math.random() * 300);
+  const server = spawn(process.execPath, [join(root, "packages/cli/bin/strata.js"), "serve", "--port", String(port), "--home", home], {
+    stdio: ["ignore", "ignore", "inherit"],
+  });
+  const strata = new Strata({ baseUrl: `http://127.0.0.1:${port}` });
+  try {
+    for (let i = 0; ; i++) {
+      try {
+        await strata.health();
+        break;
+      } catch (error) {
+        if (i > 100) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    }
+    const rows = await benchSandboxes(strata, image, runs);
+    printTable(rows);
+    writeResults(join(root, "bench/results/latest.json"), rows, {
+      date: new Date().toISOString(),
+      machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version },
+      engine: (await strata.health()).engine,
+    });
+  } finally {
+    server.kill("SIGTERM");
+    await new Promise((resolve) => server.once("exit", resolve));
+    rmSync(home, { recursive: true, force: true });
+  }
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exit(1);
+});
