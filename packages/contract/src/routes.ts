@@ -15,6 +15,9 @@ import {
   StopSandboxQuery,
   UploadResult,
 } from "./sandbox.js";
+import {
+  CreateSnapshotRequest, DeleteSnapshotQuery, GcReport, GetSnapshotQuery, ListSnapshotsQuery, Snapshot, SnapshotList, SnapshotParams,
+} from "./snapshot.js";
 
 /** A reply that is not JSON: a byte stream of one of these media types. */
 export interface RawReply {
@@ -113,6 +116,38 @@ export const routes = {
     query: FilesQuery,
     rawBody: ["application/octet-stream", "application/x-tar"],
     replies: { 200: UploadResult },
+  },
+  createSnapshot: {
+    method: "POST", url: "/v1/sandboxes/:id/snapshots", operationId: "createSnapshot", tag: "snapshots",
+    summary: "Start capturing a snapshot of a sandbox (running, paused or stopped); it turns ready or failed in the background. Honours Idempotency-Key.",
+    params: SandboxParams,
+    body: CreateSnapshotRequest,
+    replies: { 202: Snapshot },
+  },
+  listSnapshots: {
+    method: "GET", url: "/v1/snapshots", operationId: "listSnapshots", tag: "snapshots",
+    summary: "List snapshots, newest first, filtered and paginated.",
+    query: ListSnapshotsQuery,
+    replies: { 200: SnapshotList },
+  },
+  getSnapshot: {
+    method: "GET", url: "/v1/snapshots/:id", operationId: "getSnapshot", tag: "snapshots",
+    summary: "Get a snapshot by id, name or digest; optionally wait while it is creating.",
+    params: SnapshotParams,
+    query: GetSnapshotQuery,
+    replies: { 200: Snapshot },
+  },
+  deleteSnapshot: {
+    method: "DELETE", url: "/v1/snapshots/:id", operationId: "deleteSnapshot", tag: "snapshots",
+    summary: "Delete a snapshot and, when nothing else uses it, its engine image. Refused with children or while creating unless force.",
+    params: SnapshotParams,
+    query: DeleteSnapshotQuery,
+    replies: { 204: null },
+  },
+  gc: {
+    method: "POST", url: "/v1/gc", operationId: "gc", tag: "server",
+    summary: "Remove engine images, blobs and temp files that no record owns; report what was freed.",
+    replies: { 200: GcReport },
   },
 } satisfies Record<string, RouteSpec>;
 

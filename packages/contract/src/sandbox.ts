@@ -36,6 +36,7 @@ export const Name = Type.String({ pattern: "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$",
 export const CreateSandboxRequest = Type.Object(
   {
     image: Type.Optional(Type.String({ minLength: 1, maxLength: 512, description: "Image reference already present in the engine; never pulled." })),
+    snapshotId: Type.Optional(Type.String({ minLength: 1, maxLength: 256, description: "A ready container snapshot (id, name or digest) whose filesystem the sandbox starts from." })),
     name: Type.Optional(Name),
     cmd: Type.Optional(Type.Array(Type.String(), { minItems: 1, description: "Replaces the image's command." })),
     env: Type.Optional(StringMap("Environment variables added to the image's.")),
@@ -53,7 +54,7 @@ export const Sandbox = Type.Object({
   id: Type.String(),
   name: Type.Optional(Type.String()),
   status: SandboxStatus,
-  image: Type.String({ description: "The image reference the sandbox was created from." }),
+  image: Type.String({ description: "The image reference the sandbox was created from (for a snapshot, its image)." }),
   imageId: Type.String({ description: "The engine's id of that image." }),
   snapshotId: Type.Optional(Type.String()),
   isolation: Isolation,

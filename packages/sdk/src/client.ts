@@ -1,5 +1,6 @@
 // The entry point of the SDK: `new Strata({ baseUrl, apiKey })`.
-import type { CreateSandboxRequest, Sandbox as SandboxInfo, SandboxList, SandboxStatus } from "@strata/contract";
+import type { CreateSandboxRequest, GcReport, Sandbox as SandboxInfo, SandboxList, SandboxStatus } from "@strata/contract";
+import { Snapshots } from "./snapshot.js";
 import { Http, type CallOptions, type ClientOptions } from "./http.js";
 import { Sandbox } from "./sandbox.js";
 
@@ -13,9 +14,15 @@ export interface ListSandboxesOptions extends CallOptions {
 export class Sandboxes {
   constructor(private readonly http: Http) {}
 
-  /** Creates and starts a sandbox; resolves once it is running. */
-  async create(request: CreateSandboxRequest, options: CallOptions = {}): Promise<Sandbox> {
-    const info = await this.http.json<SandboxInfo>({ method: "POST", path: "/v1/sandboxes", json: request, signal: options.signal });
+  /**
+   * Creates and starts a sandbox from an image or a ready snapshot
+   * (`snapshotId`: id, name or digest); resolves once it is running.
+   */
+  async create(request: CreateSandboxRequest, options: CallOptions & { idempotencyKey?: string } = {}): Promise<Sandbox> {
+    const info = await this.http.json<SandboxInfo>({
+      method: "POST", path: "/v1/sandboxes", json: request, signal: options.signal,
+      headers: options.idempotencyKey ? { "idempotency-key": options.idempotencyKey } : undefined,
+    });
     return new Sandbox(this.http, info);
   }
 
@@ -38,11 +45,18 @@ export class Sandboxes {
 /** A client of one Strata server. */
 export class Strata {
   readonly sandboxes: Sandboxes;
+  readonly snapshots: Snapshots;
   private readonly http: Http;
 
   constructor(options: ClientOptions) {
     this.http = new Http(options);
     this.sandboxes = new Sandboxes(this.http);
+    this.snapshots = new Snapshots(this.http);
+  }
+
+  /** Removes engine images and files that no snapshot owns; reports what was freed. */
+  async gc(options: CallOptions = {}): Promise<GcReport> {
+    return this.http.json<GcReport>({ method: "POST", path: "/v1/gc", signal: options.signal });
   }
 
   /** Whether the server and its engine answer. */

@@ -1,5 +1,6 @@
 // A sandbox as SDK users hold it: its last known state plus the operations on it.
-import type { ExecEvent, ExecResult, Sandbox as SandboxInfo, UploadResult } from "@strata/contract";
+import type { ExecEvent, ExecResult, Sandbox as SandboxInfo, Snapshot as SnapshotInfo, UploadResult } from "@strata/contract";
+import { Snapshot } from "./snapshot.js";
 import { StrataError } from "@strata/contract";
 import type { Body, CallOptions, Http } from "./http.js";
 
@@ -20,6 +21,13 @@ export interface ExecOutcome {
   exitCode: number;
   timedOut: boolean;
   durationMs: number;
+}
+
+export interface SnapshotOptions extends CallOptions {
+  name?: string;
+  labels?: Record<string, string>;
+  /** A retry with the same key returns the first snapshot instead of making another. */
+  idempotencyKey?: string;
 }
 
 /** A string command runs through `/bin/sh -c`; an array runs as is. */
@@ -139,6 +147,19 @@ export class Sandbox {
   async start(options: CallOptions = {}): Promise<SandboxInfo> {
     this.info = await this.http.json<SandboxInfo>({ method: "POST", path: this.path("/start"), signal: options.signal });
     return this.info;
+  }
+
+  /**
+   * Starts a snapshot of the sandbox's whole filesystem. Resolves once the
+   * server has accepted it (status `creating`); `waitUntilReady()` waits for it.
+   */
+  async snapshot(options: SnapshotOptions = {}): Promise<Snapshot> {
+    const { signal, idempotencyKey, ...body } = options;
+    const info = await this.http.json<SnapshotInfo>({
+      method: "POST", path: this.path("/snapshots"), json: body, signal,
+      headers: idempotencyKey ? { "idempotency-key": idempotencyKey } : undefined,
+    });
+    return new Snapshot(this.http, info);
   }
 
   /** Removes the sandbox and its container. */

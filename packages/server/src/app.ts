@@ -1,7 +1,8 @@
 // The composition root: builds a server from its config (engine, index,
 // services, routes) and starts it. Nothing else creates these parts.
 import { randomUUID } from "node:crypto";
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
+import { writeFileDurable } from "./store/durable.js";
 import { join } from "node:path";
 import { apiVersion, StrataError } from "@strata/contract";
 import { Ajv } from "ajv";
@@ -15,6 +16,11 @@ import { formatValidation, registerErrorHandling } from "./http/errors.js";
 import { route } from "./http/route.js";
 import { fileRoutes } from "./http/routes/files.js";
 import { sandboxRoutes } from "./http/routes/sandboxes.js";
+import { snapshotRoutes } from "./http/routes/snapshots.js";
+import { Idempotency } from "./http/idempotency.js";
+import { Jobs } from "./snapshots/jobs.js";
+import { recoverSnapshots } from "./snapshots/recover.js";
+import { SnapshotStore } from "./snapshots/store.js";
 import { routes } from "@strata/contract";
 import { Index } from "./index/database.js";
 import { startExpiry, type Expiry } from "./sandboxes/expiry.js";
@@ -29,19 +35,6 @@ export interface StrataServer {
   close(): Promise<void>;
 }
 
-/** Writes a small file durably: temp file, fsync, rename. */
-export function writeFileAtomic(path: string, content: string): void {
-  const temp = `${path}.${randomUUID()}.tmp`;
-  const fd = openSync(temp, "w", 0o600);
-  try {
-    writeSync(fd, content);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(temp, path);
-}
-
 /** This server's identity on the engine, kept in the home so a restart finds its containers. */
 function serverId(home: string): string {
   const file = join(home, "server-id");
@@ -49,7 +42,7 @@ function serverId(home: string): string {
     return readFileSync(file, "utf8").trim();
   } catch {
     const id = randomUUID();
-    writeFileAtomic(file, `${id}\n`);
+    writeFileDurable(file, `${id}\n`);
     return id;
   }
 }
@@ -80,8 +73,10 @@ function buildHttp(ctx: Context): FastifyInstance {
   registerErrorHandling(app, ctx.config);
   registerAuth(app, ctx.config.apiKey);
   route(app, routes.health, async () => ({ ok: true, version: apiVersion, engine: await ctx.engine.version() }));
-  sandboxRoutes(app, ctx);
+  const idempotency = new Idempotency(ctx.index);
+  sandboxRoutes(app, ctx, idempotency);
   fileRoutes(app, ctx);
+  snapshotRoutes(app, ctx, idempotency);
   return app;
 }
 
@@ -100,8 +95,12 @@ export async function startServer(options: Partial<ServerConfig> = {}, engineOve
     throw new StrataError("engine_unavailable", `no container engine answers at ${config.dockerHost}: ${(error as Error).message}`);
   }
   const index = new Index(config.home);
-  const context: Context = { config, engine, index, serverId: serverId(config.home) };
+  const context: Context = {
+    config, engine, index, serverId: serverId(config.home), snapshots: new SnapshotStore(config.home), jobs: new Jobs(),
+  };
+  await recoverSnapshots(context);
   await recoverSandboxes(context);
+  index.expireReplies(new Date(Date.now() - 24 * 3600 * 1000).toISOString());
   const expiry = startExpiry(context);
   const app = buildHttp(context);
   try {
@@ -123,6 +122,7 @@ export async function startServer(options: Partial<ServerConfig> = {}, engineOve
     async close() {
       expiry.stop();
       await app.close();
+      await context.jobs.drain();
       index.close();
       engine.close();
     },

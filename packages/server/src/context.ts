@@ -2,6 +2,8 @@
 import type { ServerConfig } from "./config.js";
 import type { Engine } from "./engine/engine.js";
 import type { Index } from "./index/database.js";
+import type { Jobs } from "./snapshots/jobs.js";
+import type { SnapshotStore } from "./snapshots/store.js";
 
 export interface Context {
   config: ServerConfig;
@@ -9,6 +11,9 @@ export interface Context {
   index: Index;
   /** Identifies this server's containers among others on the same engine. */
   serverId: string;
+  /** Snapshot artifacts under the home: the truth the index caches. */
+  snapshots: SnapshotStore;
+  jobs: Jobs;
 }
 
 /** Container labels that tie a container to its server and sandbox. */
@@ -17,4 +22,8 @@ export const labelKeys = {
   sandbox: "dev.strata.sandbox",
   /** The sandbox's record as JSON, so an index lost or rebuilt can adopt the container again. */
   record: "dev.strata.record",
+  snapshot: "dev.strata.snapshot",
 } as const;
+
+/** The engine repository holding snapshot images, tagged by snapshot id. */
+export const snapshotRepo = "strata/snapshots";

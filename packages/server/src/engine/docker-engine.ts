@@ -3,7 +3,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import type { Readable } from "node:stream";
 import { DockerApiError, DockerClient, readText } from "./docker-client.js";
 import type {
-  ContainerInfo, ContainerSpec, ContainerState, Engine, ExecHandlers, ExecOutcome, ExecSpec, ImageInfo, PathStat,
+  CommitSpec, ContainerInfo, ContainerSpec, ContainerState, Engine, ExecHandlers, ExecOutcome, ExecSpec, ImageInfo, ImageSummary, PathStat,
 } from "./engine.js";
 import { demultiplexer } from "./multiplex.js";
 
@@ -245,6 +245,45 @@ export class DockerEngine implements Engine {
     });
     const text = await readText(reply.body);
     if (reply.status >= 400) throw new DockerApiError(reply.status, text, "archive");
+  }
+
+  async commit(containerId: string, spec: CommitSpec): Promise<string> {
+    const reply = await this.client.json<{ Id: string }>({
+      method: "POST",
+      path: "/commit",
+      query: { container: containerId, repo: spec.repo, tag: spec.tag, pause: spec.pause },
+      body: { Labels: spec.labels },
+    });
+    return reply.Id;
+  }
+
+  async topLayerSize(imageId: string): Promise<number> {
+    const history = await this.client.json<{ Size: number }[]>({ method: "GET", path: `/images/${imageId}/history` });
+    return history[0]?.Size ?? 0;
+  }
+
+  async listImages(labels: Record<string, string>): Promise<ImageSummary[]> {
+    const filters = JSON.stringify({ label: Object.entries(labels).map(([k, v]) => (v === "" ? k : `${k}=${v}`)) });
+    const list = await this.client.json<{ Id: string; Labels?: Record<string, string> | null; RepoTags?: string[] | null; Size: number }[]>({
+      method: "GET", path: "/images/json", query: { all: true, filters },
+    });
+    return list.map((image) => ({
+      id: image.Id,
+      labels: image.Labels ?? {},
+      tags: (image.RepoTags ?? []).filter((tag) => tag !== "<none>:<none>"),
+      sizeBytes: image.Size,
+    }));
+  }
+
+  async removeImage(ref: string, force: boolean): Promise<boolean> {
+    try {
+      await this.client.call({ method: "DELETE", path: `/images/${encodeURIComponent(ref)}`, query: { force, noprune: false } });
+      return true;
+    } catch (error) {
+      if (notFound(error)) return true;
+      if (error instanceof DockerApiError && error.status === 409 && !force) return false;
+      throw error;
+    }
   }
 
   close(): void {

@@ -60,6 +60,21 @@ export interface PathStat {
   linkTarget: string;
 }
 
+export interface ImageSummary {
+  id: string;
+  labels: Record<string, string>;
+  tags: string[];
+  sizeBytes: number;
+}
+
+export interface CommitSpec {
+  repo: string;
+  tag: string;
+  labels: Record<string, string>;
+  /** Pause a running container while its filesystem is read. */
+  pause: boolean;
+}
+
 export interface Engine {
   /** The engine's version; throws when it does not answer. */
   version(): Promise<string>;
@@ -80,5 +95,16 @@ export interface Engine {
   getArchive(containerId: string, path: string, signal?: AbortSignal): Promise<{ stat: PathStat; tar: Readable }>;
   /** Extracts a tar stream into the directory at path, which must exist. */
   putArchive(containerId: string, path: string, tar: Readable, signal?: AbortSignal): Promise<void>;
+  /** Commits the container's filesystem and config as an image; returns its id. */
+  commit(containerId: string, spec: CommitSpec): Promise<string>;
+  /** Size of the newest layer of an image: what its last step added. */
+  topLayerSize(imageId: string): Promise<number>;
+  /** Images carrying all these labels, tagged or not. */
+  listImages(labels: Record<string, string>): Promise<ImageSummary[]>;
+  /**
+   * Removes an image reference. Without force, an image in use stays and
+   * this returns false; a missing image is not an error.
+   */
+  removeImage(ref: string, force: boolean): Promise<boolean>;
   close(): void;
 }

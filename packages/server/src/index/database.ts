@@ -2,6 +2,7 @@
 // snapshots (later) a cache of the manifests on disk.
 import Database from "better-sqlite3";
 import { join } from "node:path";
+import type { Snapshot } from "@strata/contract";
 
 export type SandboxPhase = "creating" | "created";
 
@@ -12,6 +13,11 @@ export interface SandboxRow {
   image: string;
   imageId: string;
   snapshotId: string | null;
+  /** Digest of that snapshot, kept so lineage survives its deletion. */
+  snapshotDigest: string | null;
+  /** The image the lineage started from. */
+  baseRef: string;
+  baseDigest: string;
   isolation: "runc" | "gvisor";
   cmd: string[] | null;
   labels: Record<string, string>;
@@ -29,6 +35,9 @@ interface RawSandboxRow {
   image: string;
   image_id: string;
   snapshot_id: string | null;
+  snapshot_digest: string | null;
+  base_ref: string;
+  base_digest: string;
   isolation: "runc" | "gvisor";
   cmd: string | null;
   labels: string;
@@ -47,6 +56,9 @@ CREATE TABLE IF NOT EXISTS sandboxes (
   image TEXT NOT NULL,
   image_id TEXT NOT NULL,
   snapshot_id TEXT,
+  snapshot_digest TEXT,
+  base_ref TEXT NOT NULL,
+  base_digest TEXT NOT NULL,
   isolation TEXT NOT NULL,
   cmd TEXT,
   labels TEXT NOT NULL,
@@ -57,7 +69,47 @@ CREATE TABLE IF NOT EXISTS sandboxes (
   expires_at TEXT
 );
 CREATE INDEX IF NOT EXISTS sandboxes_expiry ON sandboxes (expires_at) WHERE expires_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS snapshots (
+  id TEXT PRIMARY KEY,
+  name TEXT UNIQUE,
+  digest TEXT,
+  kind TEXT NOT NULL,
+  status TEXT NOT NULL,
+  sandbox_id TEXT NOT NULL,
+  parent_id TEXT,
+  labels TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  record TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS snapshots_digest ON snapshots (digest);
+CREATE INDEX IF NOT EXISTS snapshots_parent ON snapshots (parent_id);
+CREATE INDEX IF NOT EXISTS snapshots_order ON snapshots (created_at DESC, id DESC);
+CREATE TABLE IF NOT EXISTS idempotency (
+  scope TEXT NOT NULL,
+  key TEXT NOT NULL,
+  fingerprint TEXT NOT NULL,
+  status INTEGER NOT NULL,
+  body TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  PRIMARY KEY (scope, key)
+);
 `;
+
+export interface SnapshotFilter {
+  kind?: string;
+  status?: string;
+  sandboxId?: string;
+  labels?: [string, string][];
+  limit: number;
+  /** Exclusive start: the (createdAt, id) of the last item of the previous page. */
+  after?: { createdAt: string; id: string };
+}
+
+export interface StoredReply {
+  fingerprint: string;
+  status: number;
+  body: string;
+}
 
 function fromRaw(raw: RawSandboxRow): SandboxRow {
   return {
@@ -67,6 +119,9 @@ function fromRaw(raw: RawSandboxRow): SandboxRow {
     image: raw.image,
     imageId: raw.image_id,
     snapshotId: raw.snapshot_id,
+    snapshotDigest: raw.snapshot_digest,
+    baseRef: raw.base_ref,
+    baseDigest: raw.base_digest,
     isolation: raw.isolation,
     cmd: raw.cmd ? (JSON.parse(raw.cmd) as string[]) : null,
     labels: JSON.parse(raw.labels) as Record<string, string>,
@@ -93,8 +148,8 @@ export class Index {
   insertSandbox(row: SandboxRow): void {
     this.db
       .prepare(
-        `INSERT INTO sandboxes (id, name, container_id, image, image_id, snapshot_id, isolation, cmd, labels, resources, network, phase, created_at, expires_at)
-         VALUES (@id, @name, @containerId, @image, @imageId, @snapshotId, @isolation, @cmd, @labels, @resources, @network, @phase, @createdAt, @expiresAt)`,
+        `INSERT INTO sandboxes (id, name, container_id, image, image_id, snapshot_id, snapshot_digest, base_ref, base_digest, isolation, cmd, labels, resources, network, phase, created_at, expires_at)
+         VALUES (@id, @name, @containerId, @image, @imageId, @snapshotId, @snapshotDigest, @baseRef, @baseDigest, @isolation, @cmd, @labels, @resources, @network, @phase, @createdAt, @expiresAt)`,
       )
       .run({
         ...row,
@@ -137,6 +192,103 @@ export class Index {
     return (
       this.db.prepare(`SELECT * FROM sandboxes WHERE expires_at IS NOT NULL AND expires_at <= ?`).all(now) as RawSandboxRow[]
     ).map(fromRaw);
+  }
+
+  /** Inserts a new snapshot; a name in use fails with SQLITE_CONSTRAINT_UNIQUE. */
+  insertSnapshot(record: Snapshot): void {
+    this.db
+      .prepare(
+        `INSERT INTO snapshots (id, name, digest, kind, status, sandbox_id, parent_id, labels, created_at, record)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      )
+      .run(
+        record.id, record.name ?? null, record.digest ?? null, record.kind, record.status, record.sandboxId,
+        record.parent ?? null, JSON.stringify(record.labels), record.createdAt, JSON.stringify(record),
+      );
+  }
+
+  /** Inserts or replaces the cached copy of a snapshot record. */
+  putSnapshot(record: Snapshot): void {
+    this.db
+      .prepare(
+        `INSERT OR REPLACE INTO snapshots (id, name, digest, kind, status, sandbox_id, parent_id, labels, created_at, record)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      )
+      .run(
+        record.id, record.name ?? null, record.digest ?? null, record.kind, record.status, record.sandboxId,
+        record.parent ?? null, JSON.stringify(record.labels), record.createdAt, JSON.stringify(record),
+      );
+  }
+
+  deleteSnapshot(id: string): void {
+    this.db.prepare(`DELETE FROM snapshots WHERE id = ?`).run(id);
+  }
+
+  /** By id, name or digest. */
+  findSnapshot(ref: string): Snapshot | null {
+    const column = ref.startsWith("sha256:") ? "digest" : "id";
+    const row = this.db
+      .prepare(`SELECT record FROM snapshots WHERE ${column} = ? OR name = ? ORDER BY created_at DESC LIMIT 1`)
+      .get(ref, ref) as { record: string } | undefined;
+    return row ? (JSON.parse(row.record) as Snapshot) : null;
+  }
+
+  snapshotNameOwner(name: string): string | null {
+    const row = this.db.prepare(`SELECT id FROM snapshots WHERE name = ?`).get(name) as { id: string } | undefined;
+    return row?.id ?? null;
+  }
+
+  snapshotChildren(id: string): string[] {
+    return (this.db.prepare(`SELECT id FROM snapshots WHERE parent_id = ?`).all(id) as { id: string }[]).map((r) => r.id);
+  }
+
+  listSnapshots(filter: SnapshotFilter): Snapshot[] {
+    const where: string[] = [];
+    const args: unknown[] = [];
+    if (filter.kind) (where.push("kind = ?"), args.push(filter.kind));
+    if (filter.status) (where.push("status = ?"), args.push(filter.status));
+    if (filter.sandboxId) (where.push("sandbox_id = ?"), args.push(filter.sandboxId));
+    for (const [key, value] of filter.labels ?? []) {
+      where.push("EXISTS (SELECT 1 FROM json_each(snapshots.labels) WHERE json_each.key = ? AND json_each.value = ?)");
+      args.push(key, value);
+    }
+    if (filter.after) {
+      where.push("(created_at < ? OR (created_at = ? AND id < ?))");
+      args.push(filter.after.createdAt, filter.after.createdAt, filter.after.id);
+    }
+    const sql = `SELECT record FROM snapshots ${where.length ? `WHERE ${where.join(" AND ")}` : ""}
+      ORDER BY created_at DESC, id DESC LIMIT ?`;
+    return (this.db.prepare(sql).all(...args, filter.limit) as { record: string }[]).map((row) => JSON.parse(row.record) as Snapshot);
+  }
+
+  allSnapshotIds(): string[] {
+    return (this.db.prepare(`SELECT id FROM snapshots`).all() as { id: string }[]).map((row) => row.id);
+  }
+
+  /** Replaces every cached snapshot with these, in one transaction. */
+  replaceSnapshots(records: Snapshot[]): void {
+    this.db.transaction(() => {
+      this.db.prepare(`DELETE FROM snapshots`).run();
+      for (const record of records) this.putSnapshot(record);
+    })();
+  }
+
+  findReply(scope: string, key: string): StoredReply | null {
+    const row = this.db.prepare(`SELECT fingerprint, status, body FROM idempotency WHERE scope = ? AND key = ?`).get(scope, key) as
+      | StoredReply
+      | undefined;
+    return row ?? null;
+  }
+
+  storeReply(scope: string, key: string, reply: StoredReply): void {
+    this.db
+      .prepare(`INSERT OR REPLACE INTO idempotency (scope, key, fingerprint, status, body, created_at) VALUES (?, ?, ?, ?, ?, ?)`)
+      .run(scope, key, reply.fingerprint, reply.status, reply.body, new Date().toISOString());
+  }
+
+  /** Forgets idempotency keys older than the cutoff. */
+  expireReplies(before: string): void {
+    this.db.prepare(`DELETE FROM idempotency WHERE created_at < ?`).run(before);
   }
 
   close(): void {

@@ -1,32 +1,63 @@
 // Creating a sandbox: check the request against what exists, make the
 // container, start it; on any failure remove what was made.
 import { randomUUID } from "node:crypto";
-import { StrataError, type CreateSandboxRequest, type Sandbox } from "@strata/contract";
+import { StrataError, type CreateSandboxRequest, type Sandbox, type Snapshot } from "@strata/contract";
 import { labelKeys, type Context } from "../context.js";
 import { engineError } from "../engine/errors.js";
+import type { ImageInfo } from "../engine/engine.js";
 import type { SandboxRow } from "../index/database.js";
+import { readySnapshot } from "../snapshots/find.js";
 import { toSandbox } from "./view.js";
 
-export async function createSandbox(ctx: Context, request: CreateSandboxRequest): Promise<Sandbox> {
-  if (!request.image) throw new StrataError("bad_request", "body/image is required");
-  if (request.name && ctx.index.sandboxNameTaken(request.name)) {
-    throw new StrataError("sandbox_name_taken", `a sandbox named '${request.name}' already exists`);
+interface Source {
+  /** The reference recorded as the sandbox's image. */
+  ref: string;
+  image: ImageInfo;
+  snapshot?: Snapshot;
+}
+
+/** What the sandbox starts from: an image, or a ready snapshot's image, looked up here and never taken from the request. */
+async function resolveSource(ctx: Context, request: CreateSandboxRequest): Promise<Source> {
+  if (request.image && request.snapshotId) throw new StrataError("bad_request", "body/image and body/snapshotId exclude each other");
+  const inspect = (ref: string) =>
+    ctx.engine.inspectImage(ref).catch((error) => {
+      throw engineError(error, "inspect image");
+    });
+  if (request.snapshotId) {
+    const snapshot = readySnapshot(ctx, request.snapshotId);
+    if (snapshot.kind !== "container" || !snapshot.imageId) {
+      throw new StrataError("bad_request", `snapshot '${request.snapshotId}' is a ${snapshot.kind} snapshot, not a container snapshot`);
+    }
+    const image = await inspect(snapshot.imageId);
+    if (!image) throw new StrataError("image_not_found", `the image ${snapshot.imageId} of snapshot '${request.snapshotId}' is missing from the engine`);
+    return { ref: snapshot.imageUri ?? snapshot.imageId, image, snapshot };
   }
-  const image = await ctx.engine.inspectImage(request.image).catch((error) => {
-    throw engineError(error, "inspect image");
-  });
+  if (!request.image) throw new StrataError("bad_request", "body/image or body/snapshotId is required");
+  const image = await inspect(request.image);
   if (!image) {
     throw new StrataError("image_not_found", `image '${request.image}' is not in the engine (Strata never pulls images by tag)`);
   }
+  return { ref: request.image, image };
+}
+
+export async function createSandbox(ctx: Context, request: CreateSandboxRequest): Promise<Sandbox> {
+  const source = await resolveSource(ctx, request);
+  if (request.name && ctx.index.sandboxNameTaken(request.name)) {
+    throw new StrataError("sandbox_name_taken", `a sandbox named '${request.name}' already exists`);
+  }
+  const image = source.image;
 
   const now = new Date();
   const row: SandboxRow = {
     id: randomUUID(),
     name: request.name ?? null,
     containerId: null,
-    image: request.image,
+    image: source.ref,
     imageId: image.id,
-    snapshotId: null,
+    snapshotId: source.snapshot?.id ?? null,
+    snapshotDigest: source.snapshot?.digest ?? null,
+    baseRef: source.snapshot?.baseImage.ref ?? source.ref,
+    baseDigest: source.snapshot?.baseImage.digest ?? image.id,
     isolation: request.isolation ?? "runc",
     cmd: request.cmd ?? null,
     labels: request.labels ?? {},

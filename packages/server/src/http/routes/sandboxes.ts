@@ -7,6 +7,7 @@ import { createSandbox } from "../../sandboxes/create.js";
 import { execBuffered, execStreaming } from "../../sandboxes/exec.js";
 import { deleteSandbox, getSandbox, listSandboxes, startSandbox, stopSandbox } from "../../sandboxes/lifecycle.js";
 import { toStrataError } from "../errors.js";
+import type { Idempotency } from "../idempotency.js";
 import { route } from "../route.js";
 
 type IdParams = { id: string };
@@ -20,11 +21,10 @@ function clientGone(reply: { raw: NodeJS.WritableStream & { writableFinished: bo
   return controller.signal;
 }
 
-export function sandboxRoutes(app: FastifyInstance, ctx: Context): void {
-  route(app, routes.createSandbox, async (request, reply) => {
-    const sandbox = await createSandbox(ctx, request.body as CreateSandboxRequest);
-    return reply.status(201).send(sandbox);
-  });
+export function sandboxRoutes(app: FastifyInstance, ctx: Context, idempotency: Idempotency): void {
+  route(app, routes.createSandbox, async (request, reply) =>
+    idempotency.handle(request, reply, async () => ({ status: 201, body: await createSandbox(ctx, request.body as CreateSandboxRequest) })),
+  );
 
   route(app, routes.listSandboxes, async (request) => ({
     sandboxes: await listSandboxes(ctx, request.query as ListSandboxesQuery),

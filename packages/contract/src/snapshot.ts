@@ -1,0 +1,93 @@
+// Request and reply schemas of snapshots.
+import { Type, type Static } from "@sinclair/typebox";
+import { Name } from "./sandbox.js";
+
+const Labels = Type.Record(Type.String({ minLength: 1, maxLength: 256 }), Type.String({ maxLength: 4096 }));
+
+export const SnapshotKind = Type.Union([Type.Literal("container"), Type.Literal("directory"), Type.Literal("memory")]);
+export type SnapshotKind = Static<typeof SnapshotKind>;
+
+export const SnapshotStatus = Type.Union([
+  Type.Literal("creating"),
+  Type.Literal("ready"),
+  Type.Literal("failed"),
+  Type.Literal("deleting"),
+]);
+export type SnapshotStatus = Static<typeof SnapshotStatus>;
+
+export const SnapshotError = Type.Object({ code: Type.String(), message: Type.String() });
+
+export const BaseImage = Type.Object({
+  ref: Type.String({ description: "The image reference the lineage started from." }),
+  digest: Type.String({ description: "The engine's content digest (image id) of that image." }),
+});
+
+export const CreateSnapshotRequest = Type.Object(
+  {
+    kind: Type.Optional(Type.Literal("container", { description: "What to capture (default container: the whole filesystem)." })),
+    name: Type.Optional(Name),
+    labels: Type.Optional(Labels),
+  },
+  { additionalProperties: false },
+);
+export type CreateSnapshotRequest = Static<typeof CreateSnapshotRequest>;
+
+export const Snapshot = Type.Object({
+  id: Type.String(),
+  digest: Type.Optional(Type.String({ description: "sha256 of the canonical manifest; set once ready." })),
+  kind: SnapshotKind,
+  name: Type.Optional(Type.String()),
+  status: SnapshotStatus,
+  error: Type.Optional(SnapshotError),
+  sandboxId: Type.String(),
+  parent: Type.Optional(Type.String({ description: "Id of the snapshot the source sandbox was restored from." })),
+  parentDigest: Type.Optional(Type.String()),
+  labels: Type.Record(Type.String(), Type.String()),
+  sizeBytes: Type.Optional(Type.Integer({ description: "What the snapshot added over its base." })),
+  imageSizeBytes: Type.Optional(Type.Integer({ description: "Total size of the image." })),
+  imageId: Type.Optional(Type.String()),
+  imageUri: Type.Optional(Type.String({ description: "Engine reference pinned by image id, or registry reference pinned by digest once pushed." })),
+  baseImage: BaseImage,
+  createdAt: Type.String({ format: "date-time" }),
+  readyAt: Type.Optional(Type.String({ format: "date-time" })),
+});
+export type Snapshot = Static<typeof Snapshot>;
+
+export const SnapshotList = Type.Object({
+  snapshots: Type.Array(Snapshot),
+  nextCursor: Type.Optional(Type.String({ description: "Pass as `cursor` for the next page." })),
+});
+export type SnapshotList = Static<typeof SnapshotList>;
+
+export const ListSnapshotsQuery = Type.Object(
+  {
+    kind: Type.Optional(SnapshotKind),
+    status: Type.Optional(SnapshotStatus),
+    sandboxId: Type.Optional(Type.String()),
+    label: Type.Optional(Type.Array(Type.String({ pattern: "^[^=]+=.*$" }), { description: "`key=value`; repeat to require several." })),
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, description: "Page size (default 100)." })),
+    cursor: Type.Optional(Type.String({ maxLength: 512 })),
+  },
+  { additionalProperties: false },
+);
+export type ListSnapshotsQuery = Static<typeof ListSnapshotsQuery>;
+
+export const SnapshotParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 256, description: "Id, name or digest." }) });
+
+export const GetSnapshotQuery = Type.Object(
+  { waitSeconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 60, description: "Hold the reply until the snapshot is no longer creating, up to this long." })) },
+  { additionalProperties: false },
+);
+
+export const DeleteSnapshotQuery = Type.Object(
+  { force: Type.Optional(Type.Boolean({ description: "Delete even with children or while creating." })) },
+  { additionalProperties: false },
+);
+
+export const GcReport = Type.Object({
+  removedImages: Type.Array(Type.Object({ id: Type.String(), snapshotId: Type.Optional(Type.String()), sizeBytes: Type.Integer() })),
+  removedBlobs: Type.Array(Type.Object({ digest: Type.String(), sizeBytes: Type.Integer() })),
+  removedTempFiles: Type.Integer(),
+  freedBytes: Type.Integer(),
+});
+export type GcReport = Static<typeof GcReport>;

@@ -1,0 +1,103 @@
+// A snapshot as SDK users hold it: its last known state plus the operations on it.
+import { StrataError, type Snapshot as SnapshotInfo, type SnapshotList, type SnapshotKind, type SnapshotStatus } from "@strata/contract";
+import type { CallOptions, Http } from "./http.js";
+
+export interface WaitOptions extends CallOptions {
+  /** Called each time the server reports the snapshot's state while waiting. */
+  onProgress?: (snapshot: SnapshotInfo, elapsedMs: number) => void;
+  /** Give up after this long (default: wait as long as it takes). */
+  timeoutMs?: number;
+}
+
+export interface ListSnapshotsOptions extends CallOptions {
+  kind?: SnapshotKind;
+  status?: SnapshotStatus;
+  sandboxId?: string;
+  labels?: Record<string, string>;
+  /** Page size (default 100). */
+  limit?: number;
+  cursor?: string;
+}
+
+export interface DeleteSnapshotOptions extends CallOptions {
+  /** Delete even while it has children or is still being created. */
+  force?: boolean;
+}
+
+export class Snapshot {
+  /** The state as of the last call that returned it. */
+  info: SnapshotInfo;
+
+  constructor(private readonly http: Http, info: SnapshotInfo) {
+    this.info = info;
+  }
+
+  get id(): string {
+    return this.info.id;
+  }
+
+  get status(): SnapshotStatus {
+    return this.info.status;
+  }
+
+  /** Reads the snapshot's state again. */
+  async refresh(options: CallOptions = {}): Promise<SnapshotInfo> {
+    this.info = await this.http.json<SnapshotInfo>({ method: "GET", path: `/v1/snapshots/${this.id}`, signal: options.signal });
+    return this.info;
+  }
+
+  /**
+   * Resolves once the snapshot is ready; rejects with its error when it
+   * fails. Waits on the server (long poll), so readiness is seen at once.
+   */
+  async waitUntilReady(options: WaitOptions = {}): Promise<this> {
+    const started = Date.now();
+    for (;;) {
+      if (this.info.status === "ready") return this;
+      if (this.info.status === "failed") {
+        const error = this.info.error;
+        throw StrataError.fromBody({ error: { code: error?.code ?? "internal", message: `snapshot ${this.id} failed: ${error?.message ?? "unknown"}` } }, 500);
+      }
+      if (this.info.status === "deleting") throw new StrataError("snapshot_not_found", `snapshot ${this.id} is being deleted`);
+      const left = options.timeoutMs !== undefined ? options.timeoutMs - (Date.now() - started) : 30000;
+      if (left <= 0) throw new StrataError("snapshot_not_ready", `snapshot ${this.id} is still ${this.info.status} after ${options.timeoutMs} ms`);
+      this.info = await this.http.json<SnapshotInfo>({
+        method: "GET", path: `/v1/snapshots/${this.id}`, query: { waitSeconds: Math.max(1, Math.min(30, Math.ceil(left / 1000))) }, signal: options.signal,
+      });
+      options.onProgress?.(this.info, Date.now() - started);
+    }
+  }
+
+  /** Deletes the snapshot (and its image when nothing else uses it). */
+  async delete(options: DeleteSnapshotOptions = {}): Promise<void> {
+    await this.http.json<void>({ method: "DELETE", path: `/v1/snapshots/${this.id}`, query: { force: options.force || undefined }, signal: options.signal });
+  }
+}
+
+/** Finding, listing and deleting snapshots. */
+export class Snapshots {
+  constructor(private readonly http: Http) {}
+
+  /** A snapshot by id, name or digest. */
+  async get(ref: string, options: CallOptions = {}): Promise<Snapshot> {
+    const info = await this.http.json<SnapshotInfo>({ method: "GET", path: `/v1/snapshots/${encodeURIComponent(ref)}`, signal: options.signal });
+    return new Snapshot(this.http, info);
+  }
+
+  /** One page of snapshots, newest first; pass `nextCursor` back as `cursor` for the next. */
+  async list(options: ListSnapshotsOptions = {}): Promise<{ snapshots: Snapshot[]; nextCursor?: string }> {
+    const label = Object.entries(options.labels ?? {}).map(([key, value]) => `${key}=${value}`);
+    const reply = await this.http.json<SnapshotList>({
+      method: "GET",
+      path: "/v1/snapshots",
+      query: { kind: options.kind, status: options.status, sandboxId: options.sandboxId, label, limit: options.limit, cursor: options.cursor },
+      signal: options.signal,
+    });
+    return { snapshots: reply.snapshots.map((info) => new Snapshot(this.http, info)), ...(reply.nextCursor ? { nextCursor: reply.nextCursor } : {}) };
+  }
+
+  /** Deletes a snapshot by id, name or digest. */
+  async delete(ref: string, options: DeleteSnapshotOptions = {}): Promise<void> {
+    await this.http.json<void>({ method: "DELETE", path: `/v1/snapshots/${encodeURIComponent(ref)}`, query: { force: options.force || undefined }, signal: options.signal });
+  }
+}

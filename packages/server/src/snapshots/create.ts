@@ -1,0 +1,104 @@
+// Creating a container snapshot: record it as creating, commit the sandbox's
+// container in the background (paused while read), then write the manifest
+// and turn ready; on failure remove the image and record why.
+import { randomUUID } from "node:crypto";
+import { StrataError, type CreateSnapshotRequest, type Snapshot } from "@strata/contract";
+import { labelKeys, snapshotRepo, type Context } from "../context.js";
+import { engineError } from "../engine/errors.js";
+import { findSandbox } from "../sandboxes/lifecycle.js";
+import type { ManifestV1 } from "./manifest.js";
+import { readyRecord } from "./store.js";
+
+export async function createSnapshot(ctx: Context, sandboxRef: string, request: CreateSnapshotRequest): Promise<Snapshot> {
+  const row = findSandbox(ctx, sandboxRef);
+  if (row.phase === "creating" || !row.containerId) {
+    throw new StrataError("sandbox_not_running", `sandbox '${sandboxRef}' is still being created`);
+  }
+  const container = await ctx.engine.inspectContainer(row.containerId).catch((error) => {
+    throw engineError(error, "inspect sandbox");
+  });
+  if (!container) throw new StrataError("sandbox_not_running", `sandbox '${sandboxRef}' has no container`);
+  if (request.name && ctx.index.snapshotNameOwner(request.name)) {
+    throw new StrataError("snapshot_name_taken", `a snapshot named '${request.name}' already exists`);
+  }
+
+  const record: Snapshot = {
+    id: randomUUID(),
+    kind: "container",
+    ...(request.name ? { name: request.name } : {}),
+    status: "creating",
+    sandboxId: row.id,
+    ...(row.snapshotId ? { parent: row.snapshotId } : {}),
+    ...(row.snapshotDigest ? { parentDigest: row.snapshotDigest } : {}),
+    labels: request.labels ?? {},
+    baseImage: { ref: row.baseRef, digest: row.baseDigest },
+    createdAt: new Date().toISOString(),
+  };
+  try {
+    ctx.index.insertSnapshot(record);
+  } catch (error) {
+    if ((error as { code?: string }).code === "SQLITE_CONSTRAINT_UNIQUE") {
+      throw new StrataError("snapshot_name_taken", `a snapshot named '${request.name}' already exists`);
+    }
+    throw error;
+  }
+  try {
+    ctx.snapshots.writeRecord(record);
+  } catch (error) {
+    ctx.index.deleteSnapshot(record.id);
+    throw error;
+  }
+  ctx.jobs.run(record.id, (signal) => captureContainer(ctx, record, container.id, signal));
+  return record;
+}
+
+async function captureContainer(ctx: Context, record: Snapshot, containerId: string, signal: AbortSignal): Promise<void> {
+  let imageId: string | undefined;
+  try {
+    // The commit is never cut short: an engine left committing would make an
+    // image no record owns. An abort is honoured once it returns.
+    imageId = await ctx.engine.commit(containerId, {
+      repo: snapshotRepo,
+      tag: record.id,
+      labels: { [labelKeys.server]: ctx.serverId, [labelKeys.snapshot]: record.id },
+      pause: true,
+    });
+    if (signal.aborted) throw new StrataError("internal", "snapshot deleted while creating");
+    await finishContainerSnapshot(ctx, record, imageId);
+  } catch (error) {
+    if (imageId) await ctx.engine.removeImage(imageId, true).catch(() => undefined);
+    if (signal.aborted) return; // deleted with force: the deleter removes the record
+    markFailed(ctx, record, engineError(error, "commit"));
+  }
+}
+
+/** Writes the manifest of a committed image and turns the snapshot ready. */
+export async function finishContainerSnapshot(ctx: Context, record: Snapshot, imageId: string): Promise<Snapshot> {
+  const image = await ctx.engine.inspectImage(imageId);
+  if (!image) throw new StrataError("internal", `the committed image ${imageId} vanished`);
+  const manifest: ManifestV1 = {
+    schemaVersion: 1,
+    id: record.id,
+    kind: "container",
+    sandboxId: record.sandboxId,
+    parent: record.parent ? { id: record.parent, digest: record.parentDigest ?? null } : null,
+    baseImage: record.baseImage,
+    labels: record.labels,
+    content: { imageId, sizeBytes: await ctx.engine.topLayerSize(imageId), imageSizeBytes: image.sizeBytes },
+    createdAt: record.createdAt,
+  };
+  const digest = ctx.snapshots.writeManifest(manifest);
+  const ready = readyRecord(manifest, digest, { name: record.name, readyAt: new Date().toISOString() });
+  ctx.snapshots.writeRecord(ready);
+  ctx.index.putSnapshot(ready);
+  ctx.jobs.changed(record.id);
+  return ready;
+}
+
+export function markFailed(ctx: Context, record: Snapshot, error: StrataError | { code: string; message: string }): void {
+  const failed: Snapshot = { ...record, status: "failed", error: { code: error.code, message: error.message } };
+  ctx.snapshots.writeRecord(failed);
+  ctx.index.putSnapshot(failed);
+  ctx.jobs.changed(record.id);
+  ctx.config.log({ event: "snapshot_failed", snapshotId: record.id, code: error.code, message: error.message });
+}

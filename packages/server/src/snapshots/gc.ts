@@ -1,0 +1,26 @@
+// Garbage collection: remove engine images and temp files that no snapshot
+// record owns. What a record owns is never touched; images still used by a
+// sandbox are left for a later run.
+import type { GcReport } from "@strata/contract";
+import { labelKeys, type Context } from "../context.js";
+
+export async function collectGarbage(ctx: Context): Promise<GcReport> {
+  const report: GcReport = { removedImages: [], removedBlobs: [], removedTempFiles: 0, freedBytes: 0 };
+  const owned = new Set(ctx.index.allSnapshotIds());
+  for (const snapshot of ctx.snapshots.scan().snapshots) owned.add(snapshot.id);
+  const images = await ctx.engine.listImages({ [labelKeys.server]: ctx.serverId, [labelKeys.snapshot]: "" });
+  for (const image of images) {
+    const snapshotId = image.labels[labelKeys.snapshot];
+    if (snapshotId && owned.has(snapshotId)) continue;
+    // Refs first (untag), then the image itself unless something still uses it.
+    for (const tag of image.tags) await ctx.engine.removeImage(tag, false).catch(() => false);
+    const removed = await ctx.engine.removeImage(image.id, false).catch(() => false);
+    if (removed) {
+      report.removedImages.push({ id: image.id, ...(snapshotId ? { snapshotId } : {}), sizeBytes: image.sizeBytes });
+      report.freedBytes += image.sizeBytes;
+    }
+  }
+  report.removedTempFiles = ctx.snapshots.cleanTemp();
+  ctx.config.log({ event: "gc", images: report.removedImages.length, freedBytes: report.freedBytes });
+  return report;
+}

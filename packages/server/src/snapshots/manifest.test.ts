@@ -1,0 +1,22 @@
+// Canonical manifests: key order and whitespace never change the digest.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { canonicalJson, parseManifest, sha256 } from "./manifest.js";
+
+test("canonical JSON sorts keys at every depth and drops undefined", () => {
+  assert.equal(canonicalJson({ b: 1, a: { d: [3, { z: 1, y: 2 }], c: "x" }, u: undefined }), '{"a":{"c":"x","d":[3,{"y":2,"z":1}]},"b":1}');
+  assert.equal(sha256(canonicalJson({ x: 1, y: 2 })), sha256(canonicalJson({ y: 2, x: 1 })));
+  assert.notEqual(sha256(canonicalJson({ x: 1 })), sha256(canonicalJson({ x: 2 })));
+});
+
+test("malformed manifests are refused with the reason", () => {
+  const good = {
+    schemaVersion: 1, id: "0b5c7c5e-4a4b-4c47-9a51-3f0f3c1f8a10", kind: "container", sandboxId: "s", parent: null,
+    baseImage: { ref: "r", digest: "sha256:x" }, labels: {}, content: { sizeBytes: 1 }, createdAt: new Date().toISOString(),
+  };
+  assert.equal(parseManifest(JSON.stringify(good)).id, good.id);
+  assert.throws(() => parseManifest(JSON.stringify({ ...good, id: "../../etc" })), /id/);
+  assert.throws(() => parseManifest(JSON.stringify({ ...good, kind: "vm" })), /kind/);
+  assert.throws(() => parseManifest(JSON.stringify({ ...good, labels: { a: 1 } })), /labels/);
+  assert.throws(() => parseManifest("{"), SyntaxError);
+});

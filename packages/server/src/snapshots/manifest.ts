@@ -1,0 +1,62 @@
+// The manifest: a snapshot's immutable record as canonical JSON (sorted keys,
+// no insignificant whitespace). Its digest is sha256 over those exact bytes.
+import { createHash } from "node:crypto";
+
+export interface ManifestV1 {
+  schemaVersion: 1;
+  id: string;
+  kind: "container" | "directory" | "memory";
+  sandboxId: string;
+  parent: { id: string; digest: string | null } | null;
+  baseImage: { ref: string; digest: string };
+  labels: Record<string, string>;
+  content: {
+    imageId?: string;
+    sizeBytes: number;
+    imageSizeBytes?: number;
+  };
+  createdAt: string;
+}
+
+/** JSON with object keys sorted at every depth and no whitespace. */
+export function canonicalJson(value: unknown): string {
+  if (value === null || typeof value !== "object") {
+    if (typeof value === "number" && !Number.isFinite(value)) throw new Error("non-finite number in manifest");
+    return JSON.stringify(value);
+  }
+  if (Array.isArray(value)) return `[${value.map((item) => canonicalJson(item)).join(",")}]`;
+  const entries = Object.entries(value as Record<string, unknown>)
+    .filter(([, item]) => item !== undefined)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return `{${entries.map(([key, item]) => `${JSON.stringify(key)}:${canonicalJson(item)}`).join(",")}}`;
+}
+
+export function sha256(bytes: string | Buffer): string {
+  return `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
+}
+
+export function manifestBytes(manifest: ManifestV1): string {
+  return canonicalJson(manifest);
+}
+
+const isString = (value: unknown): value is string => typeof value === "string";
+const isRecordOfStrings = (value: unknown): value is Record<string, string> =>
+  !!value && typeof value === "object" && !Array.isArray(value) && Object.values(value).every(isString);
+
+/** Parses and checks a manifest; throws with the reason when it is malformed. */
+export function parseManifest(text: string): ManifestV1 {
+  const value = JSON.parse(text) as Partial<ManifestV1>;
+  const fail = (why: string): never => {
+    throw new Error(`malformed manifest: ${why}`);
+  };
+  if (value.schemaVersion !== 1) fail("schemaVersion must be 1");
+  if (!isString(value.id) || !/^[0-9a-f-]{36}$/.test(value.id)) fail("id");
+  if (!["container", "directory", "memory"].includes(value.kind as string)) fail("kind");
+  if (!isString(value.sandboxId)) fail("sandboxId");
+  if (value.parent !== null && (!value.parent || !isString(value.parent.id))) fail("parent");
+  if (!value.baseImage || !isString(value.baseImage.ref) || !isString(value.baseImage.digest)) fail("baseImage");
+  if (!isRecordOfStrings(value.labels)) fail("labels");
+  if (!value.content || typeof value.content.sizeBytes !== "number") fail("content");
+  if (!isString(value.createdAt) || Number.isNaN(Date.parse(value.createdAt))) fail("createdAt");
+  return value as ManifestV1;
+}

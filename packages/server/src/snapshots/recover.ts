@@ -1,0 +1,50 @@
+// Startup recovery of snapshots: clear temp files, rebuild the index from the
+// store, resolve captures a crash interrupted (finished when the engine has
+// the image, failed otherwise) and finish interrupted deletes.
+import { rmSync } from "node:fs";
+import { join } from "node:path";
+import type { Snapshot } from "@strata/contract";
+import { labelKeys, type Context } from "../context.js";
+import { finishContainerSnapshot, markFailed } from "./create.js";
+import { removeSnapshotArtifacts } from "./delete.js";
+
+export interface ReindexReport {
+  snapshots: number;
+  malformed: { id: string; reason: string }[];
+}
+
+/** Rebuilds the index from the manifests and records on disk. */
+export function reindexSnapshots(ctx: Context): ReindexReport {
+  const scan = ctx.snapshots.scan();
+  ctx.index.replaceSnapshots(scan.snapshots);
+  for (const bad of scan.malformed) ctx.config.log({ event: "snapshot_malformed", snapshotId: bad.id, reason: bad.reason });
+  return { snapshots: scan.snapshots.length, malformed: scan.malformed };
+}
+
+export async function recoverSnapshots(ctx: Context): Promise<void> {
+  ctx.snapshots.cleanTemp();
+  rmSync(join(ctx.config.home, "tmp"), { recursive: true, force: true });
+  const { snapshots } = { snapshots: ctx.snapshots.scan().snapshots };
+  reindexSnapshots(ctx);
+  for (const snapshot of snapshots) {
+    if (snapshot.status === "creating") await resolveInterrupted(ctx, snapshot);
+    else if (snapshot.status === "deleting") await removeSnapshotArtifacts(ctx, snapshot);
+  }
+}
+
+async function resolveInterrupted(ctx: Context, snapshot: Snapshot): Promise<void> {
+  const images = await ctx.engine.listImages({ [labelKeys.snapshot]: snapshot.id, [labelKeys.server]: ctx.serverId });
+  const image = images[0];
+  if (image && snapshot.kind === "container") {
+    try {
+      await finishContainerSnapshot(ctx, snapshot, image.id);
+      ctx.config.log({ event: "snapshot_recovered", snapshotId: snapshot.id });
+      return;
+    } catch (error) {
+      await ctx.engine.removeImage(image.id, true).catch(() => undefined);
+      markFailed(ctx, snapshot, { code: "interrupted", message: `the server stopped while capturing; finishing failed: ${(error as Error).message}` });
+      return;
+    }
+  }
+  markFailed(ctx, snapshot, { code: "interrupted", message: "the server stopped before the capture finished" });
+}
