@@ -136,9 +136,12 @@ function fromRaw(raw: RawSandboxRow): SandboxRow {
 /** The index of one server, in `<home>/strata.db`. */
 export class Index {
   private readonly db: Database.Database;
+  /** True when this index was just created: records may exist only in the artifacts. */
+  readonly fresh: boolean;
 
   constructor(home: string) {
     this.db = new Database(join(home, "strata.db"));
+    this.fresh = this.db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sandboxes'`).get() === undefined;
     this.db.pragma("journal_mode = WAL");
     this.db.pragma("synchronous = FULL");
     this.db.pragma("busy_timeout = 5000");

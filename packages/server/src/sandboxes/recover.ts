@@ -24,7 +24,9 @@ export async function recoverSandboxes(ctx: Context): Promise<void> {
     const sandboxId = container.labels[labelKeys.sandbox];
     if (sandboxId && known.has(sandboxId)) continue;
     if (rows.some((row) => row.id === sandboxId)) continue; // undone above
-    const record = parseRecord(container.labels[labelKeys.record]);
+    // Only a new index adopts: with an index that survived, a container
+    // without a row is a create that was undone.
+    const record = ctx.index.fresh ? parseRecord(container.labels[labelKeys.record]) : null;
     if (record && record.id === sandboxId) {
       ctx.index.insertSandbox({ ...record, containerId: container.id, phase: "created" });
       ctx.config.log({ event: "sandbox_adopted", sandboxId });
@@ -42,5 +44,20 @@ function parseRecord(label: string | undefined): SandboxRow | null {
     return typeof record.id === "string" && typeof record.image === "string" ? record : null;
   } catch {
     return null;
+  }
+}
+
+/**
+ * Removes containers of this server that no row owns. A create writes its row
+ * before asking the engine, so such a container can only be one whose create
+ * was undone while the engine was still making it.
+ */
+export async function removeOrphanContainers(ctx: Context): Promise<void> {
+  const containers = await ctx.engine.listContainers({ [labelKeys.server]: ctx.serverId });
+  for (const container of containers) {
+    const sandboxId = container.labels[labelKeys.sandbox];
+    if (sandboxId && ctx.index.findSandbox(sandboxId)) continue;
+    await ctx.engine.removeContainer(container.id);
+    ctx.config.log({ event: "orphan_container_removed", containerId: container.id });
   }
 }

@@ -32,7 +32,26 @@ export async function recoverSnapshots(ctx: Context): Promise<void> {
   }
 }
 
+/**
+ * A capture the crash cut off. The engine may still be committing (it keeps
+ * the source paused until done), so wait in the background while the source
+ * is paused, then finish when the image exists and fail otherwise.
+ */
 async function resolveInterrupted(ctx: Context, snapshot: Snapshot): Promise<void> {
+  ctx.jobs.run(snapshot.id, async (signal) => {
+    const containerId = ctx.index.findSandbox(snapshot.sandboxId)?.containerId;
+    const deadline = Date.now() + 120_000;
+    while (containerId && Date.now() < deadline && !signal.aborted) {
+      const container = await ctx.engine.inspectContainer(containerId);
+      if (container?.state !== "paused") break;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    if (signal.aborted) return;
+    await settleInterrupted(ctx, snapshot);
+  });
+}
+
+async function settleInterrupted(ctx: Context, snapshot: Snapshot): Promise<void> {
   const images = await ctx.engine.listImages({ [labelKeys.snapshot]: snapshot.id, [labelKeys.server]: ctx.serverId });
   const image = images[0];
   if (image && snapshot.kind === "container") {
