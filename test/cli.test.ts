@@ -71,3 +71,27 @@ test("failures exit non-zero with the server's message", async () => {
   assert.equal(help.code, 0);
   assert.match(help.stdout, /Usage: strata/);
 });
+
+test("snapshot a sandbox, restore it and clean up from the command line", async () => {
+  const id = (await strata("sandbox", "create", baseImage, "--name", "cli-snap-src")).stdout.trim();
+  await strata("sandbox", "exec", id, "--", "sh", "-c", "echo saved > /saved");
+  const created = await strata("snapshot", "create", "cli-snap-src", "--name", "cli-snap", "--label", "from=cli");
+  assert.equal(created.code, 0, created.stderr);
+  const snapshotId = created.stdout.trim();
+  assert.match(created.stderr, /ready/);
+
+  const listed = await strata("snapshot", "ls", "--label", "from=cli");
+  assert.match(listed.stdout, new RegExp(`${snapshotId}\\s+cli-snap\\s+container\\s+ready`));
+  const info = JSON.parse((await strata("snapshot", "get", "cli-snap", "--json")).stdout) as { id: string; digest: string };
+  assert.equal(info.id, snapshotId);
+  assert.match((await strata("snapshot", "get", info.digest)).stdout, /status\s+ready/);
+
+  const restored = (await strata("sandbox", "create", "--snapshot", "cli-snap")).stdout.trim();
+  assert.equal((await strata("sandbox", "exec", restored, "--", "cat", "/saved")).stdout, "saved\n");
+  assert.equal((await strata("sandbox", "rm", restored, id)).code, 0);
+  const missing = await strata("snapshot", "get", "nope");
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /snapshot_not_found/);
+  assert.equal((await strata("snapshot", "rm", "cli-snap")).code, 0);
+  assert.match((await strata("gc")).stdout, /removed \d+ image/);
+});

@@ -3,6 +3,7 @@
 import { StrataError } from "@strata/sdk";
 import { sandbox, sandboxHelp } from "./commands/sandbox.js";
 import { serve, serveHelp } from "./commands/serve.js";
+import { gc, snapshot, snapshotHelp } from "./commands/snapshot.js";
 import { UsageError } from "./options.js";
 
 const help = `Usage: strata <command> [options]
@@ -12,6 +13,8 @@ Self-hosted sandboxes with snapshots.
 Commands:
   serve      start the server (strata serve --help)
   sandbox    create, list, exec in and remove sandboxes (strata sandbox --help)
+  snapshot   capture, list, inspect and remove snapshots (strata snapshot --help)
+  gc         remove engine images and files no snapshot owns
 
 Clients talk to --url (env STRATA_URL, default http://127.0.0.1:7420).
 `;
@@ -24,6 +27,11 @@ async function main(argv: string[]): Promise<number> {
     case "sandbox":
     case "sandboxes":
       return sandbox(rest);
+    case "snapshot":
+    case "snapshots":
+      return snapshot(rest);
+    case "gc":
+      return gc(rest);
     case undefined:
     case "help":
     case "--help":
@@ -41,7 +49,7 @@ main(process.argv.slice(2)).then(
   },
   (error: unknown) => {
     if (error instanceof UsageError) {
-      process.stderr.write(`strata: ${error.message}\n\n${process.argv[2] === "serve" ? serveHelp : process.argv[2] === "sandbox" ? sandboxHelp : help}`);
+      process.stderr.write(`strata: ${error.message}\n\n${process.argv[2] === "serve" ? serveHelp : process.argv[2] === "sandbox" ? sandboxHelp : process.argv[2] === "snapshot" ? snapshotHelp : help}`);
       process.exitCode = 2;
     } else if (error instanceof StrataError) {
       process.stderr.write(`strata: ${error.message} (${error.code})\n`);

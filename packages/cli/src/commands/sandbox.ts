@@ -6,7 +6,9 @@ import { printJson, sandboxDetails, sandboxTable } from "../output.js";
 export const sandboxHelp = `Usage: strata sandbox <command> [options]
 
 Commands:
-  create IMAGE [-- CMD...]   create and start a sandbox
+  create IMAGE [-- CMD...]   create and start a sandbox from an image
+  create --snapshot REF [-- CMD...]
+                             ... or from a container snapshot (id, name or digest)
       --name NAME  --env K=V  --label K=V  --cpus N  --memory-mb N  --pids N
       --no-network  --timeout SECONDS  --isolation runc|gvisor
   ls [--status S] [--label K=V]   list sandboxes
@@ -46,8 +48,10 @@ export async function sandbox(args: string[]): Promise<number> {
         "no-network": { type: "boolean" },
         timeout: { type: "string" },
         isolation: { type: "string" },
+        snapshot: { type: "string" },
       } }));
-      const image = one(positionals, "IMAGE");
+      const image = values.snapshot ? undefined : one(positionals, "IMAGE");
+      if (values.snapshot && positionals.length) throw new UsageError("give IMAGE or --snapshot, not both");
       const isolation = values.isolation;
       if (isolation !== undefined && isolation !== "runc" && isolation !== "gvisor") throw new UsageError("--isolation must be runc or gvisor");
       const resources = {
@@ -58,6 +62,7 @@ export async function sandbox(args: string[]): Promise<number> {
       const created = await client(values).sandboxes.create(
         {
           image,
+          snapshotId: values.snapshot,
           name: values.name,
           cmd: trailing.length ? trailing : undefined,
           env: pairs(values.env, "--env"),

@@ -1,0 +1,130 @@
+// `strata snapshot ...` and `strata gc`: capture, list, inspect and remove snapshots.
+import type { SnapshotInfo, SnapshotKind, SnapshotStatus } from "@strata/sdk";
+import { client, clientOptions, interruptSignal, number, pairs, parseArgs, usage, UsageError } from "../options.js";
+import { printJson, table } from "../output.js";
+import { bytes, progress } from "../progress.js";
+
+export const snapshotHelp = `Usage: strata snapshot <command> [options]
+
+Commands:
+  create SANDBOX [--name NAME] [--label K=V] [--no-wait]
+                        capture the sandbox's whole filesystem; waits until ready
+  ls [--kind K] [--status S] [--sandbox ID] [--label K=V] [--limit N] [--all]
+                        list snapshots, newest first
+  get REF               show a snapshot (REF: id, name or digest)
+  rm REF... [--force]   delete snapshots (--force: even with children or while creating)
+
+Restore with: strata sandbox create --snapshot REF
+Common options: --url URL (env STRATA_URL)  --api-key KEY (env STRATA_API_KEY)  --json
+`;
+
+function details(s: SnapshotInfo): string {
+  const lines: [string, string][] = [
+    ["id", s.id],
+    ["name", s.name ?? ""],
+    ["kind", s.kind],
+    ["status", s.status + (s.error ? ` (${s.error.code}: ${s.error.message})` : "")],
+    ["digest", s.digest ?? ""],
+    ["sandbox", s.sandboxId],
+    ["parent", s.parent ?? ""],
+    ["size", s.sizeBytes !== undefined ? `${bytes(s.sizeBytes)} added, ${bytes(s.imageSizeBytes)} in all` : ""],
+    ["image", s.imageUri ?? ""],
+    ["base", `${s.baseImage.ref} (${s.baseImage.digest})`],
+    ["labels", Object.entries(s.labels).map(([k, v]) => `${k}=${v}`).join(", ")],
+    ["created", s.createdAt],
+    ["ready", s.readyAt ?? ""],
+  ];
+  return lines.filter(([, value]) => value !== "").map(([key, value]) => `${key.padEnd(8)} ${value}`).join("\n");
+}
+
+function listTable(list: SnapshotInfo[]): string {
+  const rows = [["ID", "NAME", "KIND", "STATUS", "SIZE", "CREATED"]];
+  for (const s of list) rows.push([s.id, s.name ?? "", s.kind, s.status, bytes(s.sizeBytes), s.createdAt]);
+  return table(rows);
+}
+
+export async function snapshot(args: string[]): Promise<number> {
+  const [command, ...rest] = args;
+  switch (command) {
+    case "create": {
+      const { values, positionals } = usage(() => parseArgs({ args: rest, allowPositionals: true, options: {
+        ...clientOptions, name: { type: "string" }, label: { type: "string", multiple: true }, "no-wait": { type: "boolean" },
+      } }));
+      if (positionals.length !== 1) throw new UsageError("expected one SANDBOX");
+      const strata = client(values);
+      const signal = interruptSignal();
+      const sandbox = await strata.sandboxes.get(positionals[0]!, { signal });
+      const created = await sandbox.snapshot({ name: values.name, labels: pairs(values.label, "--label"), signal });
+      if (!values["no-wait"]) {
+        const bar = values.json ? undefined : progress(`snapshot ${created.id}: capturing ${sandbox.id}`);
+        try {
+          await created.waitUntilReady({ signal, onProgress: (info) => bar?.update(`snapshot ${created.id}: ${info.status}`) });
+        } catch (error) {
+          bar?.done(`snapshot ${created.id}: ${created.info.status}`);
+          throw error;
+        }
+        bar?.done(`snapshot ${created.id}: ready, ${bytes(created.info.sizeBytes)} added`);
+      }
+      if (values.json) printJson(created.info);
+      else process.stdout.write(`${created.id}\n`);
+      return 0;
+    }
+    case "ls": {
+      const { values } = usage(() => parseArgs({ args: rest, allowPositionals: false, options: {
+        ...clientOptions, kind: { type: "string" }, status: { type: "string" }, sandbox: { type: "string" },
+        label: { type: "string", multiple: true }, limit: { type: "string" }, all: { type: "boolean" },
+      } }));
+      const strata = client(values);
+      const found: SnapshotInfo[] = [];
+      let cursor: string | undefined;
+      do {
+        const page = await strata.snapshots.list({
+          kind: values.kind as SnapshotKind | undefined, status: values.status as SnapshotStatus | undefined,
+          sandboxId: values.sandbox, labels: pairs(values.label, "--label"), limit: number(values.limit, "--limit"), cursor,
+        });
+        found.push(...page.snapshots.map((s) => s.info));
+        cursor = values.all ? page.nextCursor : undefined;
+      } while (cursor);
+      if (values.json) printJson(found);
+      else process.stdout.write(`${listTable(found)}\n`);
+      return 0;
+    }
+    case "get": {
+      const { values, positionals } = usage(() => parseArgs({ args: rest, allowPositionals: true, options: clientOptions }));
+      if (positionals.length !== 1) throw new UsageError("expected one REF");
+      const found = await client(values).snapshots.get(positionals[0]!);
+      if (values.json) printJson(found.info);
+      else process.stdout.write(`${details(found.info)}\n`);
+      return 0;
+    }
+    case "rm": {
+      const { values, positionals } = usage(() => parseArgs({ args: rest, allowPositionals: true, options: { ...clientOptions, force: { type: "boolean" } } }));
+      if (!positionals.length) throw new UsageError("expected at least one REF");
+      const strata = client(values);
+      for (const ref of positionals) {
+        await strata.snapshots.delete(ref, { force: values.force });
+        if (!values.json) process.stdout.write(`${ref}\n`);
+      }
+      if (values.json) printJson({ removed: positionals });
+      return 0;
+    }
+    case undefined:
+    case "help":
+    case "--help":
+    case "-h":
+      process.stdout.write(snapshotHelp);
+      return 0;
+    default:
+      throw new UsageError(`unknown command 'snapshot ${command}'`);
+  }
+}
+
+export async function gc(args: string[]): Promise<number> {
+  const { values } = usage(() => parseArgs({ args, allowPositionals: false, options: clientOptions }));
+  const report = await client(values).gc();
+  if (values.json) printJson(report);
+  else {
+    process.stdout.write(`removed ${report.removedImages.length} image(s), ${report.removedBlobs.length} blob(s), ${report.removedTempFiles} temp file(s); freed ${bytes(report.freedBytes)}\n`);
+  }
+  return 0;
+}
