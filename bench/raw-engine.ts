@@ -58,3 +58,20 @@ export async function rawCreateStart(image: string): Promise<string> {
 export async function rawRemove(containerId: string): Promise<void> {
   await call("DELETE", `/containers/${containerId}?force=true&v=true`);
 }
+
+/** `docker commit` of a container, pausing it; returns the image id. */
+export async function rawCommit(containerId: string): Promise<string> {
+  const { json } = await call("POST", `/commit?container=${containerId}&pause=true`);
+  return json.Id as string;
+}
+
+export async function rawRemoveImage(imageId: string): Promise<void> {
+  await call("DELETE", `/images/${imageId}?force=true`);
+}
+
+/** The container the engine holds for a Strata sandbox (found by its label). */
+export async function listContainersBySandbox(sandboxId: string): Promise<string | undefined> {
+  const filters = encodeURIComponent(JSON.stringify({ label: [`dev.strata.sandbox=${sandboxId}`] }));
+  const { json } = await call("GET", `/containers/json?all=true&filters=${filters}`);
+  return (json as { Id: string }[])[0]?.Id;
+}

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Strata } from "@strata/sdk";
 import { benchSandboxes } from "./sandboxes.js";
+import { benchSnapshots } from "./snapshots.js";
 import { printTable, writeResults } from "./stats.js";
 
 const image = "strata-test/busybox:latest";
@@ -31,7 +32,14 @@ async function main(): Promise<void> {
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
     }
-    const rows = await benchSandboxes(strata, image, runs);
+    // `npm run bench -- sandboxes snapshots:1MB,100MB` picks scenarios; all by default.
+    const picks = process.argv.slice(2);
+    const wants = (name: string) => !picks.length || picks.some((p) => p.split(":")[0] === name);
+    const sizes = picks.find((p) => p.startsWith("snapshots:"))?.slice("snapshots:".length).split(",");
+    const rows = [
+      ...(wants("sandboxes") ? await benchSandboxes(strata, image, runs) : []),
+      ...(wants("snapshots") ? await benchSnapshots(strata, image, sizes) : []),
+    ];
     printTable(rows);
     writeResults(join(root, "bench/results/latest.json"), rows, {
       date: new Date().toISOString(),

@@ -16,22 +16,30 @@ export function median(values: number[]): number {
   return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
+/** A timed step; what it returns is run after the clock stops (cleanup). */
+export type Step = () => Promise<void | (() => Promise<void>)>;
+
 /** Runs both sides alternately so drift on the machine hits them alike. */
-export async function compare(
-  runs: number, strata: () => Promise<void>, engine: () => Promise<void>,
-): Promise<{ strataMs: number; engineMs: number }> {
+export async function compare(runs: number, strata: Step, engine: Step, warmup = 3): Promise<{ strataMs: number; engineMs: number }> {
   const a: number[] = [];
   const b: number[] = [];
-  for (let i = 0; i < 3; i++) {
-    await strata();
-    await engine();
+  const timed = async (fn: Step, into?: number[]) => {
+    const start = performance.now();
+    const cleanup = await fn();
+    into?.push(performance.now() - start);
+    if (cleanup) await cleanup();
+  };
+  for (let i = 0; i < warmup; i++) {
+    await timed(strata);
+    await timed(engine);
   }
   for (let i = 0; i < runs; i++) {
-    const order = i % 2 === 0 ? [strata, engine] : [engine, strata];
-    for (const fn of order) {
-      const start = performance.now();
-      await fn();
-      (fn === strata ? a : b).push(performance.now() - start);
+    if (i % 2 === 0) {
+      await timed(strata, a);
+      await timed(engine, b);
+    } else {
+      await timed(engine, b);
+      await timed(strata, a);
     }
   }
   return { strataMs: median(a), engineMs: median(b) };

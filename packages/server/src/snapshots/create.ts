@@ -4,6 +4,7 @@
 import { randomUUID } from "node:crypto";
 import { StrataError, type CreateSnapshotRequest, type Snapshot } from "@strata/contract";
 import { labelKeys, snapshotRepo, type Context } from "../context.js";
+import { DockerApiError } from "../engine/docker-client.js";
 import { engineError } from "../engine/errors.js";
 import { findSandbox } from "../sandboxes/lifecycle.js";
 import type { ManifestV1 } from "./manifest.js";
@@ -14,10 +15,7 @@ export async function createSnapshot(ctx: Context, sandboxRef: string, request: 
   if (row.phase === "creating" || !row.containerId) {
     throw new StrataError("sandbox_not_running", `sandbox '${sandboxRef}' is still being created`);
   }
-  const container = await ctx.engine.inspectContainer(row.containerId).catch((error) => {
-    throw engineError(error, "inspect sandbox");
-  });
-  if (!container) throw new StrataError("sandbox_not_running", `sandbox '${sandboxRef}' has no container`);
+  const containerId = row.containerId;
   if (request.name && ctx.index.snapshotNameOwner(request.name)) {
     throw new StrataError("snapshot_name_taken", `a snapshot named '${request.name}' already exists`);
   }
@@ -48,7 +46,7 @@ export async function createSnapshot(ctx: Context, sandboxRef: string, request: 
     ctx.index.deleteSnapshot(record.id);
     throw error;
   }
-  ctx.jobs.run(record.id, (signal) => captureContainer(ctx, record, container.id, signal));
+  ctx.jobs.run(record.id, (signal) => captureContainer(ctx, record, containerId, signal));
   return record;
 }
 
@@ -68,13 +66,14 @@ async function captureContainer(ctx: Context, record: Snapshot, containerId: str
   } catch (error) {
     if (imageId) await ctx.engine.removeImage(imageId, true).catch(() => undefined);
     if (signal.aborted) return; // deleted with force: the deleter removes the record
-    markFailed(ctx, record, engineError(error, "commit"));
+    const gone = error instanceof DockerApiError && error.status === 404;
+    markFailed(ctx, record, gone ? new StrataError("sandbox_not_running", "the sandbox's container is gone") : engineError(error, "commit"));
   }
 }
 
 /** Writes the manifest of a committed image and turns the snapshot ready. */
 export async function finishContainerSnapshot(ctx: Context, record: Snapshot, imageId: string): Promise<Snapshot> {
-  const image = await ctx.engine.inspectImage(imageId);
+  const [image, sizeBytes] = await Promise.all([ctx.engine.inspectImage(imageId), ctx.engine.topLayerSize(imageId)]);
   if (!image) throw new StrataError("internal", `the committed image ${imageId} vanished`);
   const manifest: ManifestV1 = {
     schemaVersion: 1,
@@ -84,7 +83,7 @@ export async function finishContainerSnapshot(ctx: Context, record: Snapshot, im
     parent: record.parent ? { id: record.parent, digest: record.parentDigest ?? null } : null,
     baseImage: record.baseImage,
     labels: record.labels,
-    content: { imageId, sizeBytes: await ctx.engine.topLayerSize(imageId), imageSizeBytes: image.sizeBytes },
+    content: { imageId, sizeBytes, imageSizeBytes: image.sizeBytes },
     createdAt: record.createdAt,
   };
   const digest = ctx.snapshots.writeManifest(manifest);
