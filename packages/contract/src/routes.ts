@@ -17,6 +17,7 @@ import {
 } from "./sandbox.js";
 import {
   CreateSnapshotRequest, DeleteSnapshotQuery, GcReport, GetSnapshotQuery, ListSnapshotsQuery, Snapshot, SnapshotList, SnapshotParams,
+  VerifyReport,
 } from "./snapshot.js";
 
 /** A reply that is not JSON: a byte stream of one of these media types. */
@@ -143,6 +144,12 @@ export const routes = {
     params: SnapshotParams,
     query: DeleteSnapshotQuery,
     replies: { 204: null },
+  },
+  verifySnapshot: {
+    method: "POST", url: "/v1/snapshots/:id/verify", operationId: "verifySnapshot", tag: "snapshots",
+    summary: "Recompute and report, part by part, the manifest digest, the image and each blob.",
+    params: SnapshotParams,
+    replies: { 200: VerifyReport },
   },
   gc: {
     method: "POST", url: "/v1/gc", operationId: "gc", tag: "server",

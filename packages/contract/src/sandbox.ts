@@ -37,6 +37,16 @@ export const CreateSandboxRequest = Type.Object(
   {
     image: Type.Optional(Type.String({ minLength: 1, maxLength: 512, description: "Image reference already present in the engine; never pulled." })),
     snapshotId: Type.Optional(Type.String({ minLength: 1, maxLength: 256, description: "A ready container snapshot (id, name or digest) whose filesystem the sandbox starts from." })),
+    directorySnapshots: Type.Optional(Type.Array(
+      Type.Object(
+        {
+          snapshotId: Type.String({ minLength: 1, maxLength: 256, description: "A ready directory snapshot: id, name or digest." }),
+          path: Type.Optional(Type.String({ pattern: "^/.", maxLength: 4096, description: "Where to restore it (default: the path it was captured from); absolute, not `/`." })),
+        },
+        { additionalProperties: false },
+      ),
+      { maxItems: 256, description: "Directory snapshots put in place before the command starts; nested paths are applied parent first." },
+    )),
     name: Type.Optional(Name),
     cmd: Type.Optional(Type.Array(Type.String(), { minItems: 1, description: "Replaces the image's command." })),
     env: Type.Optional(StringMap("Environment variables added to the image's.")),
@@ -57,6 +67,7 @@ export const Sandbox = Type.Object({
   image: Type.String({ description: "The image reference the sandbox was created from (for a snapshot, its image)." }),
   imageId: Type.String({ description: "The engine's id of that image." }),
   snapshotId: Type.Optional(Type.String()),
+  directorySnapshots: Type.Optional(Type.Array(Type.Object({ snapshotId: Type.String(), path: Type.String() }))),
   isolation: Isolation,
   cmd: Type.Optional(Type.Array(Type.String())),
   labels: Type.Record(Type.String(), Type.String()),

@@ -22,11 +22,19 @@ export const BaseImage = Type.Object({
   digest: Type.String({ description: "The engine's content digest (image id) of that image." }),
 });
 
+export const AbsolutePath = Type.String({ pattern: "^/", maxLength: 4096 });
+
 export const CreateSnapshotRequest = Type.Object(
   {
-    kind: Type.Optional(Type.Literal("container", { description: "What to capture (default container: the whole filesystem)." })),
+    kind: Type.Optional(Type.Union([Type.Literal("container"), Type.Literal("directory")], {
+      description: "container (default): the whole filesystem as an image; directory: one path as a content-addressed archive.",
+    })),
     name: Type.Optional(Name),
     labels: Type.Optional(Labels),
+    path: Type.Optional(Type.String({ pattern: "^/", maxLength: 4096, description: "Directory to capture (kind directory); `/` allowed." })),
+    exclude: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 1024 }), {
+      maxItems: 256, description: "Paths or globs relative to `path` to leave out (kind directory).",
+    })),
   },
   { additionalProperties: false },
 );
@@ -47,6 +55,11 @@ export const Snapshot = Type.Object({
   imageSizeBytes: Type.Optional(Type.Integer({ description: "Total size of the image." })),
   imageId: Type.Optional(Type.String()),
   imageUri: Type.Optional(Type.String({ description: "Engine reference pinned by image id, or registry reference pinned by digest once pushed." })),
+  path: Type.Optional(Type.String({ description: "The captured directory (kind directory)." })),
+  exclude: Type.Optional(Type.Array(Type.String())),
+  contentDigest: Type.Optional(Type.String({ description: "sha256 of the directory archive (kind directory); the blob's address." })),
+  fileCount: Type.Optional(Type.Integer({ description: "Non-directory entries in the archive (kind directory)." })),
+  storedBytes: Type.Optional(Type.Integer({ description: "Bytes of the compressed blob on disk (kind directory)." })),
   baseImage: BaseImage,
   createdAt: Type.String({ format: "date-time" }),
   readyAt: Type.Optional(Type.String({ format: "date-time" })),
@@ -91,3 +104,20 @@ export const GcReport = Type.Object({
   freedBytes: Type.Integer(),
 });
 export type GcReport = Static<typeof GcReport>;
+
+export const VerifyPart = Type.Object({
+  part: Type.Union([Type.Literal("manifest"), Type.Literal("image"), Type.Literal("blob")]),
+  ref: Type.String({ description: "What was checked: a file, an image id or a blob digest." }),
+  expected: Type.String(),
+  actual: Type.Optional(Type.String()),
+  ok: Type.Boolean(),
+  code: Type.Optional(Type.String({ description: "Why it failed, e.g. blob_corrupt." })),
+  message: Type.Optional(Type.String()),
+});
+
+export const VerifyReport = Type.Object({
+  snapshotId: Type.String(),
+  ok: Type.Boolean(),
+  parts: Type.Array(VerifyPart),
+});
+export type VerifyReport = Static<typeof VerifyReport>;

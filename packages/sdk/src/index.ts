@@ -6,5 +6,5 @@ export type { ClientOptions, CallOptions } from "./http.js";
 export { StrataError, errorCodes, type ErrorCode } from "@strata/contract";
 export type {
   CreateSandboxRequest, ExecResult, GcReport, Isolation, Resources, Sandbox as SandboxInfo, SandboxStatus, UploadResult,
-  Snapshot as SnapshotInfo, SnapshotKind, SnapshotStatus,
+  Snapshot as SnapshotInfo, SnapshotKind, SnapshotStatus, VerifyReport,
 } from "@strata/contract";

@@ -162,6 +162,19 @@ export class Sandbox {
     return new Snapshot(this.http, info);
   }
 
+  /**
+   * Starts a snapshot of one directory (`/` allowed) as a content-addressed
+   * archive; `exclude` takes paths or globs relative to it.
+   */
+  async snapshotDirectory(path: string, options: SnapshotOptions & { exclude?: string[] } = {}): Promise<Snapshot> {
+    const { signal, idempotencyKey, ...body } = options;
+    const info = await this.http.json<SnapshotInfo>({
+      method: "POST", path: this.path("/snapshots"), json: { kind: "directory", path, ...body }, signal,
+      headers: idempotencyKey ? { "idempotency-key": idempotencyKey } : undefined,
+    });
+    return new Snapshot(this.http, info);
+  }
+
   /** Removes the sandbox and its container. */
   async delete(options: CallOptions = {}): Promise<void> {
     await this.http.json<void>({ method: "DELETE", path: this.path(), signal: options.signal });

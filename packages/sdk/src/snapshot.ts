@@ -1,5 +1,7 @@
 // A snapshot as SDK users hold it: its last known state plus the operations on it.
-import { StrataError, type Snapshot as SnapshotInfo, type SnapshotList, type SnapshotKind, type SnapshotStatus } from "@strata/contract";
+import {
+  StrataError, type Snapshot as SnapshotInfo, type SnapshotList, type SnapshotKind, type SnapshotStatus, type VerifyReport,
+} from "@strata/contract";
 import type { CallOptions, Http } from "./http.js";
 
 export interface WaitOptions extends CallOptions {
@@ -66,6 +68,11 @@ export class Snapshot {
       });
       options.onProgress?.(this.info, Date.now() - started);
     }
+  }
+
+  /** Recomputes the snapshot's digests (manifest, image, blobs) and reports each part. */
+  async verify(options: CallOptions = {}): Promise<VerifyReport> {
+    return this.http.json<VerifyReport>({ method: "POST", path: `/v1/snapshots/${this.id}/verify`, signal: options.signal });
   }
 
   /** Deletes the snapshot (and its image when nothing else uses it). */

@@ -21,6 +21,7 @@ import { Idempotency } from "./http/idempotency.js";
 import { Jobs } from "./snapshots/jobs.js";
 import { recoverSnapshots } from "./snapshots/recover.js";
 import { SnapshotStore } from "./snapshots/store.js";
+import { BlobStore } from "./blobs/store.js";
 import { routes } from "@strata/contract";
 import { Index } from "./index/database.js";
 import { startExpiry, type Expiry } from "./sandboxes/expiry.js";
@@ -96,7 +97,8 @@ export async function startServer(options: Partial<ServerConfig> = {}, engineOve
   }
   const index = new Index(config.home);
   const context: Context = {
-    config, engine, index, serverId: serverId(config.home), snapshots: new SnapshotStore(config.home), jobs: new Jobs(),
+    config, engine, index, serverId: serverId(config.home), snapshots: new SnapshotStore(config.home),
+    blobs: new BlobStore(config.home), jobs: new Jobs(),
   };
   await recoverSnapshots(context);
   await recoverSandboxes(context);

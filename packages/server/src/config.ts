@@ -13,6 +13,8 @@ export interface ServerConfig {
   apiKey?: string;
   /** Largest upload body accepted by the files endpoint. */
   maxUploadBytes: number;
+  /** Largest directory snapshot (uncompressed archive bytes). */
+  maxSnapshotBytes: number;
   /** Largest stdout or stderr kept by a buffered exec; the rest is cut. */
   maxExecOutputBytes: number;
   /** How often expired sandboxes are looked for. */
@@ -37,6 +39,7 @@ export function resolveConfig(options: Partial<ServerConfig> = {}): ServerConfig
     dockerHost: options.dockerHost ?? env.DOCKER_HOST ?? "unix:///var/run/docker.sock",
     apiKey: options.apiKey ?? (env.STRATA_API_KEY || undefined),
     maxUploadBytes: options.maxUploadBytes ?? (env.STRATA_MAX_UPLOAD_BYTES ? Number(env.STRATA_MAX_UPLOAD_BYTES) : 1024 ** 3),
+    maxSnapshotBytes: options.maxSnapshotBytes ?? (env.STRATA_MAX_SNAPSHOT_BYTES ? Number(env.STRATA_MAX_SNAPSHOT_BYTES) : 64 * 1024 ** 3),
     maxExecOutputBytes: options.maxExecOutputBytes ?? 16 * 1024 * 1024,
     expirySweepMs: options.expirySweepMs ?? 1000,
     log: options.log ?? ((line) => process.stdout.write(`${JSON.stringify(line)}\n`)),

@@ -2,6 +2,7 @@
 import type { ServerConfig } from "./config.js";
 import type { Engine } from "./engine/engine.js";
 import type { Index } from "./index/database.js";
+import type { BlobStore } from "./blobs/store.js";
 import type { Jobs } from "./snapshots/jobs.js";
 import type { SnapshotStore } from "./snapshots/store.js";
 
@@ -13,6 +14,7 @@ export interface Context {
   serverId: string;
   /** Snapshot artifacts under the home: the truth the index caches. */
   snapshots: SnapshotStore;
+  blobs: BlobStore;
   jobs: Jobs;
 }
 

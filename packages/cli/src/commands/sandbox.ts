@@ -9,6 +9,7 @@ Commands:
   create IMAGE [-- CMD...]   create and start a sandbox from an image
   create --snapshot REF [-- CMD...]
                              ... or from a container snapshot (id, name or digest)
+      --dir-snapshot REF[:PATH]   restore a directory snapshot (repeatable)
       --name NAME  --env K=V  --label K=V  --cpus N  --memory-mb N  --pids N
       --no-network  --timeout SECONDS  --isolation runc|gvisor
   ls [--status S] [--label K=V]   list sandboxes
@@ -49,6 +50,7 @@ export async function sandbox(args: string[]): Promise<number> {
         timeout: { type: "string" },
         isolation: { type: "string" },
         snapshot: { type: "string" },
+        "dir-snapshot": { type: "string", multiple: true },
       } }));
       const image = values.snapshot ? undefined : one(positionals, "IMAGE");
       if (values.snapshot && positionals.length) throw new UsageError("give IMAGE or --snapshot, not both");
@@ -63,6 +65,10 @@ export async function sandbox(args: string[]): Promise<number> {
         {
           image,
           snapshotId: values.snapshot,
+          directorySnapshots: values["dir-snapshot"]?.map((spec) => {
+            const at = spec.indexOf(":/");
+            return at < 0 ? { snapshotId: spec } : { snapshotId: spec.slice(0, at), path: spec.slice(at + 1) };
+          }),
           name: values.name,
           cmd: trailing.length ? trailing : undefined,
           env: pairs(values.env, "--env"),

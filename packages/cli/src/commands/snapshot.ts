@@ -9,6 +9,9 @@ export const snapshotHelp = `Usage: strata snapshot <command> [options]
 Commands:
   create SANDBOX [--name NAME] [--label K=V] [--no-wait]
                         capture the sandbox's whole filesystem; waits until ready
+  create SANDBOX --dir PATH [--exclude GLOB]... [--name NAME] [--label K=V]
+                        capture one directory as a content-addressed archive
+  verify REF            recompute and check the manifest, image and blob digests
   ls [--kind K] [--status S] [--sandbox ID] [--label K=V] [--limit N] [--all]
                         list snapshots, newest first
   get REF               show a snapshot (REF: id, name or digest)
@@ -29,6 +32,9 @@ function details(s: SnapshotInfo): string {
     ["parent", s.parent ?? ""],
     ["size", s.sizeBytes !== undefined ? `${bytes(s.sizeBytes)} added, ${bytes(s.imageSizeBytes)} in all` : ""],
     ["image", s.imageUri ?? ""],
+    ["path", s.path ?? ""],
+    ["exclude", (s.exclude ?? []).join(", ")],
+    ["content", s.contentDigest ? `${s.contentDigest}, ${s.fileCount} files, ${bytes(s.storedBytes)} stored` : ""],
     ["base", `${s.baseImage.ref} (${s.baseImage.digest})`],
     ["labels", Object.entries(s.labels).map(([k, v]) => `${k}=${v}`).join(", ")],
     ["created", s.createdAt],
@@ -49,12 +55,17 @@ export async function snapshot(args: string[]): Promise<number> {
     case "create": {
       const { values, positionals } = usage(() => parseArgs({ args: rest, allowPositionals: true, options: {
         ...clientOptions, name: { type: "string" }, label: { type: "string", multiple: true }, "no-wait": { type: "boolean" },
+        dir: { type: "string" }, exclude: { type: "string", multiple: true },
       } }));
+      if (values.exclude && !values.dir) throw new UsageError("--exclude needs --dir");
       if (positionals.length !== 1) throw new UsageError("expected one SANDBOX");
       const strata = client(values);
       const signal = interruptSignal();
       const sandbox = await strata.sandboxes.get(positionals[0]!, { signal });
-      const created = await sandbox.snapshot({ name: values.name, labels: pairs(values.label, "--label"), signal });
+      const common = { name: values.name, labels: pairs(values.label, "--label"), signal };
+      const created = values.dir
+        ? await sandbox.snapshotDirectory(values.dir, { ...common, exclude: values.exclude })
+        : await sandbox.snapshot(common);
       if (!values["no-wait"]) {
         const bar = values.json ? undefined : progress(`snapshot ${created.id}: capturing ${sandbox.id}`);
         try {
@@ -63,7 +74,12 @@ export async function snapshot(args: string[]): Promise<number> {
           bar?.done(`snapshot ${created.id}: ${created.info.status}`);
           throw error;
         }
-        bar?.done(`snapshot ${created.id}: ready, ${bytes(created.info.sizeBytes)} added`);
+        const info = created.info;
+        bar?.done(
+          info.kind === "directory"
+            ? `snapshot ${created.id}: ready, ${info.fileCount} files, ${bytes(info.sizeBytes)} (${bytes(info.storedBytes)} stored)`
+            : `snapshot ${created.id}: ready, ${bytes(info.sizeBytes)} added`,
+        );
       }
       if (values.json) printJson(created.info);
       else process.stdout.write(`${created.id}\n`);
@@ -96,6 +112,20 @@ export async function snapshot(args: string[]): Promise<number> {
       if (values.json) printJson(found.info);
       else process.stdout.write(`${details(found.info)}\n`);
       return 0;
+    }
+    case "verify": {
+      const { values, positionals } = usage(() => parseArgs({ args: rest, allowPositionals: true, options: clientOptions }));
+      if (positionals.length !== 1) throw new UsageError("expected one REF");
+      const found = await client(values).snapshots.get(positionals[0]!);
+      const report = await found.verify();
+      if (values.json) printJson(report);
+      else {
+        for (const part of report.parts) {
+          process.stdout.write(`${part.ok ? "ok  " : "FAIL"}  ${part.part.padEnd(8)} ${part.ref}${part.ok ? "" : `  ${part.code}: ${part.message}`}\n`);
+        }
+        process.stdout.write(report.ok ? "verified\n" : "verification failed\n");
+      }
+      return report.ok ? 0 : 1;
     }
     case "rm": {
       const { values, positionals } = usage(() => parseArgs({ args: rest, allowPositionals: true, options: { ...clientOptions, force: { type: "boolean" } } }));

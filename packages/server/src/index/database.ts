@@ -18,6 +18,7 @@ export interface SandboxRow {
   /** The image the lineage started from. */
   baseRef: string;
   baseDigest: string;
+  directorySnapshots: { snapshotId: string; path: string }[];
   isolation: "runc" | "gvisor";
   cmd: string[] | null;
   labels: Record<string, string>;
@@ -38,6 +39,7 @@ interface RawSandboxRow {
   snapshot_digest: string | null;
   base_ref: string;
   base_digest: string;
+  directory_snapshots: string;
   isolation: "runc" | "gvisor";
   cmd: string | null;
   labels: string;
@@ -59,6 +61,7 @@ CREATE TABLE IF NOT EXISTS sandboxes (
   snapshot_digest TEXT,
   base_ref TEXT NOT NULL,
   base_digest TEXT NOT NULL,
+  directory_snapshots TEXT NOT NULL,
   isolation TEXT NOT NULL,
   cmd TEXT,
   labels TEXT NOT NULL,
@@ -122,6 +125,7 @@ function fromRaw(raw: RawSandboxRow): SandboxRow {
     snapshotDigest: raw.snapshot_digest,
     baseRef: raw.base_ref,
     baseDigest: raw.base_digest,
+    directorySnapshots: JSON.parse(raw.directory_snapshots) as SandboxRow["directorySnapshots"],
     isolation: raw.isolation,
     cmd: raw.cmd ? (JSON.parse(raw.cmd) as string[]) : null,
     labels: JSON.parse(raw.labels) as Record<string, string>,
@@ -151,12 +155,13 @@ export class Index {
   insertSandbox(row: SandboxRow): void {
     this.db
       .prepare(
-        `INSERT INTO sandboxes (id, name, container_id, image, image_id, snapshot_id, snapshot_digest, base_ref, base_digest, isolation, cmd, labels, resources, network, phase, created_at, expires_at)
-         VALUES (@id, @name, @containerId, @image, @imageId, @snapshotId, @snapshotDigest, @baseRef, @baseDigest, @isolation, @cmd, @labels, @resources, @network, @phase, @createdAt, @expiresAt)`,
+        `INSERT INTO sandboxes (id, name, container_id, image, image_id, snapshot_id, snapshot_digest, base_ref, base_digest, directory_snapshots, isolation, cmd, labels, resources, network, phase, created_at, expires_at)
+         VALUES (@id, @name, @containerId, @image, @imageId, @snapshotId, @snapshotDigest, @baseRef, @baseDigest, @directorySnapshots, @isolation, @cmd, @labels, @resources, @network, @phase, @createdAt, @expiresAt)`,
       )
       .run({
         ...row,
         cmd: row.cmd ? JSON.stringify(row.cmd) : null,
+        directorySnapshots: JSON.stringify(row.directorySnapshots ?? []),
         labels: JSON.stringify(row.labels),
         resources: JSON.stringify(row.resources),
         network: row.network ? 1 : 0,
@@ -239,6 +244,19 @@ export class Index {
   snapshotNameOwner(name: string): string | null {
     const row = this.db.prepare(`SELECT id FROM snapshots WHERE name = ?`).get(name) as { id: string } | undefined;
     return row?.id ?? null;
+  }
+
+  /** Snapshots whose content is this blob. */
+  snapshotsUsingBlob(digest: string): string[] {
+    return (
+      this.db.prepare(`SELECT id FROM snapshots WHERE json_extract(record, '$.contentDigest') = ?`).all(digest) as { id: string }[]
+    ).map((r) => r.id);
+  }
+
+  /** Every blob digest a snapshot record refers to. */
+  referencedBlobs(): Set<string> {
+    const rows = this.db.prepare(`SELECT json_extract(record, '$.contentDigest') AS d FROM snapshots WHERE d IS NOT NULL`).all() as { d: string }[];
+    return new Set(rows.map((r) => r.d));
   }
 
   snapshotChildren(id: string): string[] {

@@ -7,6 +7,7 @@ import { engineError } from "../engine/errors.js";
 import type { ImageInfo } from "../engine/engine.js";
 import type { SandboxRow } from "../index/database.js";
 import { readySnapshot } from "../snapshots/find.js";
+import { applyDirectoryRestores, planDirectoryRestores } from "./restore-directories.js";
 import { toSandbox } from "./view.js";
 
 interface Source {
@@ -42,6 +43,7 @@ async function resolveSource(ctx: Context, request: CreateSandboxRequest): Promi
 
 export async function createSandbox(ctx: Context, request: CreateSandboxRequest): Promise<Sandbox> {
   const source = await resolveSource(ctx, request);
+  const directories = planDirectoryRestores(ctx, request.directorySnapshots);
   if (request.name && ctx.index.sandboxNameTaken(request.name)) {
     throw new StrataError("sandbox_name_taken", `a sandbox named '${request.name}' already exists`);
   }
@@ -58,6 +60,7 @@ export async function createSandbox(ctx: Context, request: CreateSandboxRequest)
     snapshotDigest: source.snapshot?.digest ?? null,
     baseRef: source.snapshot?.baseImage.ref ?? source.ref,
     baseDigest: source.snapshot?.baseImage.digest ?? image.id,
+    directorySnapshots: directories.map((d) => ({ snapshotId: d.snapshot.id, path: d.path })),
     isolation: request.isolation ?? "runc",
     cmd: request.cmd ?? null,
     labels: request.labels ?? {},
@@ -91,6 +94,7 @@ export async function createSandbox(ctx: Context, request: CreateSandboxRequest)
       network: row.network,
     });
     ctx.index.setSandboxContainer(row.id, containerId);
+    await applyDirectoryRestores(ctx, containerId, directories);
     await ctx.engine.startContainer(containerId);
     ctx.index.markSandboxCreated(row.id, containerId);
   } catch (error) {

@@ -83,7 +83,7 @@ function limitBytes(limit: number, counter: { bytes: number }): Transform {
 }
 
 /** Makes the directory at path (and its parents) when it does not exist yet. */
-async function ensureDirectory(ctx: Context, containerId: string, path: string): Promise<void> {
+export async function ensureDirectory(ctx: Context, containerId: string, path: string): Promise<void> {
   const found = await statFollowing(ctx, containerId, path);
   if (found) {
     if (!found.stat.isDirectory) throw new StrataError("bad_request", `'${path}' exists and is not a directory`);

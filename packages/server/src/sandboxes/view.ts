@@ -28,6 +28,7 @@ export function toSandbox(row: SandboxRow, container: ContainerInfo | null): San
     image: row.image,
     imageId: row.imageId,
     ...(row.snapshotId ? { snapshotId: row.snapshotId } : {}),
+    ...(row.directorySnapshots?.length ? { directorySnapshots: row.directorySnapshots } : {}),
     isolation: row.isolation,
     ...(row.cmd ? { cmd: row.cmd } : {}),
     labels: row.labels,

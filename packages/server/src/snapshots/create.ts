@@ -1,12 +1,15 @@
-// Creating a container snapshot: record it as creating, commit the sandbox's
-// container in the background (paused while read), then write the manifest
-// and turn ready; on failure remove the image and record why.
+// Creating a snapshot: check the request, record it as creating, then capture
+// in the background (a container: commit, paused while read; a directory: see
+// capture-directory.ts), write the manifest and turn ready; on failure remove
+// what was made and record why.
 import { randomUUID } from "node:crypto";
+import { posix } from "node:path";
 import { StrataError, type CreateSnapshotRequest, type Snapshot } from "@strata/contract";
 import { labelKeys, snapshotRepo, type Context } from "../context.js";
 import { DockerApiError } from "../engine/docker-client.js";
 import { engineError } from "../engine/errors.js";
 import { findSandbox } from "../sandboxes/lifecycle.js";
+import { captureDirectory, checkDirectory } from "./capture-directory.js";
 import type { ManifestV1 } from "./manifest.js";
 import { readyRecord } from "./store.js";
 
@@ -16,13 +19,23 @@ export async function createSnapshot(ctx: Context, sandboxRef: string, request: 
     throw new StrataError("sandbox_not_running", `sandbox '${sandboxRef}' is still being created`);
   }
   const containerId = row.containerId;
+  const kind = request.kind ?? "container";
+  if (kind === "container" && (request.path !== undefined || request.exclude !== undefined)) {
+    throw new StrataError("bad_request", "body/path and body/exclude are for kind directory");
+  }
+  if (kind === "directory") {
+    if (!request.path) throw new StrataError("bad_request", "body/path is required for kind directory");
+    await checkDirectory(ctx, containerId, request.path).catch((error) => {
+      throw engineError(error, "stat path");
+    });
+  }
   if (request.name && ctx.index.snapshotNameOwner(request.name)) {
     throw new StrataError("snapshot_name_taken", `a snapshot named '${request.name}' already exists`);
   }
 
   const record: Snapshot = {
     id: randomUUID(),
-    kind: "container",
+    kind,
     ...(request.name ? { name: request.name } : {}),
     status: "creating",
     sandboxId: row.id,
@@ -30,6 +43,8 @@ export async function createSnapshot(ctx: Context, sandboxRef: string, request: 
     ...(row.snapshotDigest ? { parentDigest: row.snapshotDigest } : {}),
     labels: request.labels ?? {},
     baseImage: { ref: row.baseRef, digest: row.baseDigest },
+    ...(kind === "directory" ? { path: posix.normalize(request.path!) } : {}),
+    ...(request.exclude?.length ? { exclude: request.exclude } : {}),
     createdAt: new Date().toISOString(),
   };
   try {
@@ -46,7 +61,9 @@ export async function createSnapshot(ctx: Context, sandboxRef: string, request: 
     ctx.index.deleteSnapshot(record.id);
     throw error;
   }
-  ctx.jobs.run(record.id, (signal) => captureContainer(ctx, record, containerId, signal));
+  ctx.jobs.run(record.id, (signal) =>
+    kind === "directory" ? captureDirectoryJob(ctx, record, containerId, signal) : captureContainer(ctx, record, containerId, signal),
+  );
   return record;
 }
 
@@ -68,6 +85,16 @@ async function captureContainer(ctx: Context, record: Snapshot, containerId: str
     if (signal.aborted) return; // deleted with force: the deleter removes the record
     const gone = error instanceof DockerApiError && error.status === 404;
     markFailed(ctx, record, gone ? new StrataError("sandbox_not_running", "the sandbox's container is gone") : engineError(error, "commit"));
+  }
+}
+
+async function captureDirectoryJob(ctx: Context, record: Snapshot, containerId: string, signal: AbortSignal): Promise<void> {
+  try {
+    await captureDirectory(ctx, record, containerId, signal);
+  } catch (error) {
+    if (signal.aborted) return;
+    const gone = error instanceof DockerApiError && error.status === 404;
+    markFailed(ctx, record, gone ? new StrataError("path_not_found", `'${record.path}' is gone from the sandbox`) : engineError(error, "capture directory"));
   }
 }
 

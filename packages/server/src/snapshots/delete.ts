@@ -36,5 +36,9 @@ export async function removeSnapshotArtifacts(ctx: Context, snapshot: Snapshot):
   }
   ctx.snapshots.remove(snapshot.id);
   ctx.index.deleteSnapshot(snapshot.id);
+  // The blob goes with its last snapshot: identical content is stored once.
+  if (snapshot.contentDigest && ctx.index.snapshotsUsingBlob(snapshot.contentDigest).length === 0) {
+    ctx.blobs.remove(snapshot.contentDigest);
+  }
   ctx.jobs.changed(snapshot.id);
 }

@@ -1,5 +1,5 @@
-// Garbage collection: remove engine images and temp files that no snapshot
-// record owns. What a record owns is never touched; images still used by a
+// Garbage collection: remove engine images, blobs and temp files that no
+// snapshot record owns. What a record owns is never touched; images still used by a
 // sandbox are left for a later run.
 import type { GcReport } from "@strata/contract";
 import { labelKeys, type Context } from "../context.js";
@@ -20,7 +20,15 @@ export async function collectGarbage(ctx: Context): Promise<GcReport> {
       report.freedBytes += image.sizeBytes;
     }
   }
-  report.removedTempFiles = ctx.snapshots.cleanTemp();
+  const referenced = ctx.index.referencedBlobs();
+  for (const snapshot of ctx.snapshots.scan().snapshots) if (snapshot.contentDigest) referenced.add(snapshot.contentDigest);
+  for (const blob of ctx.blobs.list()) {
+    if (referenced.has(blob.digest) || ctx.blobs.isPinned(blob.digest)) continue;
+    ctx.blobs.remove(blob.digest);
+    report.removedBlobs.push({ digest: blob.digest, sizeBytes: blob.storedBytes });
+    report.freedBytes += blob.storedBytes;
+  }
+  report.removedTempFiles = ctx.snapshots.cleanTemp() + ctx.blobs.cleanTemp();
   ctx.config.log({ event: "gc", images: report.removedImages.length, freedBytes: report.freedBytes });
   return report;
 }

@@ -12,11 +12,12 @@ test("canonical JSON sorts keys at every depth and drops undefined", () => {
 test("malformed manifests are refused with the reason", () => {
   const good = {
     schemaVersion: 1, id: "0b5c7c5e-4a4b-4c47-9a51-3f0f3c1f8a10", kind: "container", sandboxId: "s", parent: null,
-    baseImage: { ref: "r", digest: "sha256:x" }, labels: {}, content: { sizeBytes: 1 }, createdAt: new Date().toISOString(),
+    baseImage: { ref: "r", digest: "sha256:x" }, labels: {}, content: { sizeBytes: 1, imageId: "sha256:i" }, createdAt: new Date().toISOString(),
   };
   assert.equal(parseManifest(JSON.stringify(good)).id, good.id);
   assert.throws(() => parseManifest(JSON.stringify({ ...good, id: "../../etc" })), /id/);
   assert.throws(() => parseManifest(JSON.stringify({ ...good, kind: "vm" })), /kind/);
   assert.throws(() => parseManifest(JSON.stringify({ ...good, labels: { a: 1 } })), /labels/);
   assert.throws(() => parseManifest("{"), SyntaxError);
+  assert.throws(() => parseManifest(JSON.stringify({ ...good, kind: "directory", content: { sizeBytes: 1, blobDigest: "sha256:../x", path: "/w" } })), /blobDigest/);
 });

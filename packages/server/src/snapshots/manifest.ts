@@ -11,9 +11,16 @@ export interface ManifestV1 {
   baseImage: { ref: string; digest: string };
   labels: Record<string, string>;
   content: {
+    /** Container and memory snapshots: the committed image. */
     imageId?: string;
+    /** Bytes the snapshot added (container), or of the archive (directory). */
     sizeBytes: number;
     imageSizeBytes?: number;
+    /** Directory snapshots: the archive blob, what it holds and where it came from. */
+    blobDigest?: string;
+    fileCount?: number;
+    path?: string;
+    exclude?: string[];
   };
   createdAt: string;
 }
@@ -57,6 +64,11 @@ export function parseManifest(text: string): ManifestV1 {
   if (!value.baseImage || !isString(value.baseImage.ref) || !isString(value.baseImage.digest)) fail("baseImage");
   if (!isRecordOfStrings(value.labels)) fail("labels");
   if (!value.content || typeof value.content.sizeBytes !== "number") fail("content");
+  if (value.kind === "directory" && (!isString(value.content!.blobDigest) || !/^sha256:[0-9a-f]{64}$/.test(value.content!.blobDigest))) {
+    fail("content.blobDigest");
+  }
+  if (value.kind === "directory" && (!isString(value.content!.path) || !value.content!.path.startsWith("/"))) fail("content.path");
+  if (value.kind !== "directory" && !isString(value.content!.imageId)) fail("content.imageId");
   if (!isString(value.createdAt) || Number.isNaN(Date.parse(value.createdAt))) fail("createdAt");
   return value as ManifestV1;
 }

@@ -23,6 +23,7 @@ export function reindexSnapshots(ctx: Context): ReindexReport {
 
 export async function recoverSnapshots(ctx: Context): Promise<void> {
   ctx.snapshots.cleanTemp();
+  ctx.blobs.cleanTemp();
   rmSync(join(ctx.config.home, "tmp"), { recursive: true, force: true });
   const { snapshots } = { snapshots: ctx.snapshots.scan().snapshots };
   reindexSnapshots(ctx);

@@ -6,6 +6,7 @@ import { createSnapshot } from "../../snapshots/create.js";
 import { deleteSnapshot } from "../../snapshots/delete.js";
 import { collectGarbage } from "../../snapshots/gc.js";
 import { getSnapshot, listSnapshots } from "../../snapshots/read.js";
+import { verifySnapshot } from "../../snapshots/verify.js";
 import type { Idempotency } from "../idempotency.js";
 import { route } from "../route.js";
 
@@ -32,6 +33,8 @@ export function snapshotRoutes(app: FastifyInstance, ctx: Context, idempotency: 
     await deleteSnapshot(ctx, (request.params as IdParams).id, (request.query as { force?: boolean }).force ?? false);
     return reply.status(204).send();
   });
+
+  route(app, routes.verifySnapshot, async (request) => verifySnapshot(ctx, (request.params as IdParams).id));
 
   route(app, routes.gc, async () => collectGarbage(ctx));
 }

@@ -1,0 +1,102 @@
+// Capturing a directory snapshot: the engine's archive of the path (entries
+// relative to it, so the digest does not depend on where it came from),
+// filtered by the excludes, streamed into a content-addressed blob.
+import { posix } from "node:path";
+import { PassThrough, type Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { StrataError, type Snapshot } from "@strata/contract";
+import picomatch from "picomatch";
+import tar from "tar-stream";
+import type { StoredBlob } from "../blobs/store.js";
+import type { Context } from "../context.js";
+import type { ManifestV1 } from "./manifest.js";
+import { readyRecord } from "./store.js";
+
+/** The archive path that yields entries relative to the directory (`./...`). */
+export function archivePath(path: string): string {
+  const normal = posix.normalize(path);
+  return normal === "/" ? "/." : `${normal.replace(/\/+$/, "")}/.`;
+}
+
+/** A matcher for entry paths relative to the captured directory. */
+export function excluder(patterns: string[]): (relative: string) => boolean {
+  const cleaned = patterns.map((p) => p.replace(/^\.\//, "").replace(/^\/+/, "").replace(/\/+$/, "")).filter(Boolean);
+  if (!cleaned.length) return () => false;
+  const match = picomatch(cleaned, { dot: true });
+  return (relative) => {
+    const parts = relative.split("/").filter(Boolean);
+    // a path is out when it or any directory above it matches
+    for (let i = 1; i <= parts.length; i++) if (match(parts.slice(0, i).join("/"))) return true;
+    return false;
+  };
+}
+
+/** Re-packs a tar stream without the excluded entries. */
+function filterTar(source: Readable, excluded: (relative: string) => boolean): Readable {
+  const extract = tar.extract();
+  const pack = tar.pack();
+  extract.on("entry", (header, entry, next) => {
+    const relative = header.name.replace(/^\.\/?/, "");
+    if (relative && excluded(relative)) {
+      entry.on("end", next);
+      entry.resume();
+      return;
+    }
+    const sink = pack.entry(header, (error) => (error ? extract.destroy(error) : next()));
+    (entry as unknown as Readable).pipe(sink);
+  });
+  extract.on("finish", () => pack.finalize());
+  pipeline(source, extract).catch((error) => pack.destroy(error));
+  const out = new PassThrough();
+  pipeline(pack as unknown as Readable, out).catch((error) => out.destroy(error));
+  return out;
+}
+
+/** Checks before the 202: the path exists and is a directory. */
+export async function checkDirectory(ctx: Context, containerId: string, path: string): Promise<void> {
+  const stat = await ctx.engine.statPath(containerId, posix.normalize(path));
+  if (!stat) throw new StrataError("path_not_found", `'${path}' does not exist in the sandbox`);
+  // a symbolic link to a directory is captured as the directory it points to
+  const target = stat.isSymlink ? await ctx.engine.statPath(containerId, archivePath(path)).catch(() => null) : stat;
+  if (!target?.isDirectory) throw new StrataError("bad_request", `'${path}' is not a directory`);
+}
+
+export async function captureDirectory(ctx: Context, record: Snapshot, containerId: string, signal: AbortSignal): Promise<Snapshot> {
+  const path = record.path!;
+  const archive = await ctx.engine.getArchive(containerId, archivePath(path), signal);
+  const source = record.exclude?.length ? filterTar(archive.tar, excluder(record.exclude)) : archive.tar;
+  const blob = await ctx.blobs.writeTar(source, { limitBytes: ctx.config.maxSnapshotBytes, signal });
+  try {
+    if (signal.aborted) throw new StrataError("internal", "snapshot deleted while creating");
+    return finish(ctx, record, blob);
+  } finally {
+    ctx.blobs.unpin(blob.digest);
+  }
+}
+
+function finish(ctx: Context, record: Snapshot, blob: StoredBlob): Snapshot {
+  const path = record.path!;
+  const manifest: ManifestV1 = {
+    schemaVersion: 1,
+    id: record.id,
+    kind: "directory",
+    sandboxId: record.sandboxId,
+    parent: record.parent ? { id: record.parent, digest: record.parentDigest ?? null } : null,
+    baseImage: record.baseImage,
+    labels: record.labels,
+    content: {
+      blobDigest: blob.digest,
+      sizeBytes: blob.sizeBytes,
+      fileCount: blob.fileCount,
+      path,
+      ...(record.exclude?.length ? { exclude: record.exclude } : {}),
+    },
+    createdAt: record.createdAt,
+  };
+  const digest = ctx.snapshots.writeManifest(manifest);
+  const ready = readyRecord(manifest, digest, { name: record.name, readyAt: new Date().toISOString(), storedBytes: blob.storedBytes });
+  ctx.snapshots.writeRecord(ready);
+  ctx.index.putSnapshot(ready);
+  ctx.jobs.changed(record.id);
+  return ready;
+}
