@@ -75,3 +75,9 @@ export async function listContainersBySandbox(sandboxId: string): Promise<string
   const { json } = await call("GET", `/containers/json?all=true&filters=${filters}`);
   return (json as { Id: string }[])[0]?.Id;
 }
+
+/** Where the engine mounts a running container's filesystem on this host. */
+export async function mergedDir(containerId: string): Promise<string> {
+  const { json } = await call("GET", `/containers/${containerId}/json`);
+  return json.GraphDriver.Data.MergedDir as string;
+}

@@ -9,7 +9,8 @@ import { fileURLToPath } from "node:url";
 import { Strata } from "@strata/sdk";
 import { benchSandboxes } from "./sandboxes.js";
 import { benchSnapshots } from "./snapshots.js";
-import { printTable, writeResults } from "./stats.js";
+import { benchDirectories } from "./directories.js";
+import { mergeWithLatest, printTable, writeResults } from "./stats.js";
 
 const image = "strata-test/busybox:latest";
 const runs = Number(process.env.BENCH_RUNS ?? 20);
@@ -17,6 +18,7 @@ const root = fileURLToPath(new URL("../..", import.meta.url));
 
 async function main(): Promise<void> {
   const home = mkdtempSync(join(tmpdir(), "strata-bench-"));
+  process.env.BENCH_HOME = home;
   const port = 7600 + Math.floor(Math.random() * 300);
   const server = spawn(process.execPath, [join(root, "packages/cli/bin/strata.js"), "serve", "--port", String(port), "--home", home], {
     stdio: ["ignore", "ignore", "inherit"],
@@ -39,9 +41,11 @@ async function main(): Promise<void> {
     const rows = [
       ...(wants("sandboxes") ? await benchSandboxes(strata, image, runs) : []),
       ...(wants("snapshots") ? await benchSnapshots(strata, image, sizes) : []),
+      ...(wants("directories") ? await benchDirectories(strata, image, server.pid!) : []),
     ];
     printTable(rows);
-    writeResults(join(root, "bench/results/latest.json"), rows, {
+    // A partial run (scenarios picked) keeps the other rows of the last full run.
+    writeResults(join(root, "bench/results/latest.json"), mergeWithLatest(join(root, "bench/results/latest.json"), rows, picks.length > 0), {
       date: new Date().toISOString(),
       machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version },
       engine: (await strata.health()).engine,

@@ -1,5 +1,5 @@
 // Medians, ratios and the results table shared by the benchmark scenarios.
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 
 export interface Row {
   scenario: string;
@@ -8,6 +8,8 @@ export interface Row {
   ratio: number;
   target: number;
   runs: number;
+  /** Extra figures: throughput, peak memory. */
+  note?: string;
 }
 
 export function median(values: number[]): number {
@@ -46,8 +48,8 @@ export async function compare(runs: number, strata: Step, engine: Step, warmup =
 }
 
 export function printTable(rows: Row[]): void {
-  const header = ["scenario", "strata ms", "engine ms", "ratio", "target", "runs"];
-  const body = rows.map((r) => [r.scenario, r.strataMs.toFixed(2), r.engineMs.toFixed(2), r.ratio.toFixed(3), `<= ${r.target}`, String(r.runs)]);
+  const header = ["scenario", "strata ms", "baseline ms", "ratio", "target", "runs", "note"];
+  const body = rows.map((r) => [r.scenario, r.strataMs.toFixed(2), r.engineMs.toFixed(2), r.ratio.toFixed(3), `<= ${r.target}`, String(r.runs), r.note ?? ""]);
   const widths = header.map((_, i) => Math.max(...[header, ...body].map((row) => row[i]!.length)));
   for (const row of [header, ...body]) console.log(row.map((cell, i) => cell.padEnd(widths[i]!)).join("  "));
 }
@@ -55,4 +57,16 @@ export function printTable(rows: Row[]): void {
 export function writeResults(file: string, rows: Row[], meta: Record<string, unknown>): void {
   mkdirSync(new URL(".", `file://${file}`).pathname, { recursive: true });
   writeFileSync(file, `${JSON.stringify({ ...meta, results: rows }, null, 2)}\n`);
+}
+
+/** New rows replace rows of the same scenario; with partial, other rows are kept. */
+export function mergeWithLatest(file: string, rows: Row[], partial: boolean): Row[] {
+  if (!partial) return rows;
+  try {
+    const previous = (JSON.parse(readFileSync(file, "utf8")) as { results: Row[] }).results;
+    const fresh = new Set(rows.map((r) => r.scenario));
+    return [...previous.filter((r) => !fresh.has(r.scenario)), ...rows];
+  } catch {
+    return rows;
+  }
 }

@@ -95,3 +95,30 @@ test("snapshot a sandbox, restore it and clean up from the command line", async 
   assert.equal((await strata("snapshot", "rm", "cli-snap")).code, 0);
   assert.match((await strata("gc")).stdout, /removed \d+ image/);
 });
+
+test("export and import an archive from the command line", async () => {
+  const { mkdtempSync, statSync, rmSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const { join } = await import("node:path");
+  const dir = mkdtempSync(join(tmpdir(), "strata-cli-archive-"));
+  const id = (await strata("sandbox", "create", baseImage)).stdout.trim();
+  await strata("sandbox", "exec", id, "--", "sh", "-c", "mkdir -p /carry && echo carried > /carry/f");
+  const snapshotId = (await strata("snapshot", "create", id, "--dir", "/carry", "--name", "cli-carry")).stdout.trim();
+  const file = join(dir, "carry.tar.zst");
+  const exported = await strata("snapshot", "export", "cli-carry", "-o", file);
+  assert.equal(exported.code, 0, exported.stderr);
+  assert.match(exported.stderr, /export .*B\/s/);
+  assert.ok(statSync(file).size > 0);
+  assert.match((await strata("snapshot", "verify", "cli-carry")).stdout, /ok\s+blob.*\nverified/s);
+  assert.equal((await strata("snapshot", "rm", "cli-carry")).code, 0);
+  const imported = await strata("snapshot", "import", file);
+  assert.equal(imported.code, 0, imported.stderr);
+  assert.equal(imported.stdout.trim(), snapshotId);
+  assert.match(imported.stderr, /100%.*imported 1/);
+  assert.match((await strata("snapshot", "reindex")).stdout, /indexed \d+ snapshot/);
+  const missing = await strata("snapshot", "import", join(dir, "nope.tar.zst"));
+  assert.notEqual(missing.code, 0);
+  await strata("sandbox", "rm", id);
+  await strata("snapshot", "rm", "cli-carry");
+  rmSync(dir, { recursive: true, force: true });
+});

@@ -47,3 +47,33 @@ export function bytes(n: number | undefined): string {
   }
   return `${value.toFixed(unit ? 1 : 0)} ${units[unit]}`;
 }
+
+/** A byte counter with rate (and percentage when the total is known), redrawn at most 10 times a second. */
+export function transferBar(label: string, total?: number): { update(bytes: number): void; done(text: string): void } {
+  const stream = process.stderr;
+  const started = Date.now();
+  let last = 0;
+  let current = 0;
+  const line = () => {
+    const seconds = Math.max((Date.now() - started) / 1000, 0.001);
+    const rate = `${bytes(current / seconds)}/s`;
+    if (total) {
+      const fraction = Math.min(current / total, 1);
+      const width = 24;
+      const filled = Math.round(fraction * width);
+      return `${label} [${"#".repeat(filled)}${"-".repeat(width - filled)}] ${(fraction * 100).toFixed(0)}% ${bytes(current)} / ${bytes(total)} ${rate}`;
+    }
+    return `${label} ${bytes(current)} ${rate}`;
+  };
+  return {
+    update(n) {
+      current = n;
+      if (!stream.isTTY || Date.now() - last < 100) return;
+      last = Date.now();
+      stream.write(`\r\x1b[2K${line()}`);
+    },
+    done(text) {
+      stream.write(`${stream.isTTY ? "\r\x1b[2K" : ""}${line()} ${text}\n`);
+    },
+  };
+}

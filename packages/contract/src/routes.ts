@@ -17,7 +17,7 @@ import {
 } from "./sandbox.js";
 import {
   CreateSnapshotRequest, DeleteSnapshotQuery, GcReport, GetSnapshotQuery, ListSnapshotsQuery, Snapshot, SnapshotList, SnapshotParams,
-  VerifyReport,
+  VerifyReport, ExportQuery, ImportResult, ReindexReport,
 } from "./snapshot.js";
 
 /** A reply that is not JSON: a byte stream of one of these media types. */
@@ -150,6 +150,24 @@ export const routes = {
     summary: "Recompute and report, part by part, the manifest digest, the image and each blob.",
     params: SnapshotParams,
     replies: { 200: VerifyReport },
+  },
+  exportSnapshot: {
+    method: "GET", url: "/v1/snapshots/:id/export", operationId: "exportSnapshot", tag: "snapshots",
+    summary: "Stream an archive of the snapshot (see docs/archive-format.md): .tar.zst by default.",
+    params: SnapshotParams,
+    query: ExportQuery,
+    replies: { 200: { raw: ["application/zstd", "application/x-tar"], description: "The archive" } },
+  },
+  importSnapshot: {
+    method: "POST", url: "/v1/snapshots/import", operationId: "importSnapshot", tag: "snapshots",
+    summary: "Import an archive (compressed or not), validated as it streams; idempotent for snapshots already present.",
+    rawBody: ["application/zstd", "application/x-tar", "application/octet-stream"],
+    replies: { 201: ImportResult },
+  },
+  reindexSnapshots: {
+    method: "POST", url: "/v1/snapshots/reindex", operationId: "reindexSnapshots", tag: "snapshots",
+    summary: "Rebuild the index from the manifests on disk, skipping and reporting malformed ones.",
+    replies: { 200: ReindexReport },
   },
   gc: {
     method: "POST", url: "/v1/gc", operationId: "gc", tag: "server",

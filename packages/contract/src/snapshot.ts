@@ -106,7 +106,7 @@ export const GcReport = Type.Object({
 export type GcReport = Static<typeof GcReport>;
 
 export const VerifyPart = Type.Object({
-  part: Type.Union([Type.Literal("manifest"), Type.Literal("image"), Type.Literal("blob")]),
+  part: Type.Union([Type.Literal("manifest"), Type.Literal("image"), Type.Literal("layer"), Type.Literal("blob")]),
   ref: Type.String({ description: "What was checked: a file, an image id or a blob digest." }),
   expected: Type.String(),
   actual: Type.Optional(Type.String()),
@@ -121,3 +121,25 @@ export const VerifyReport = Type.Object({
   parts: Type.Array(VerifyPart),
 });
 export type VerifyReport = Static<typeof VerifyReport>;
+
+export const ExportQuery = Type.Object(
+  {
+    withParents: Type.Optional(Type.Boolean({ description: "Include the ancestors' manifests and content, ancestors first." })),
+    withImage: Type.Optional(Type.Boolean({ description: "Include the base image's layers (always included in this version; see docs/archive-format.md)." })),
+    compression: Type.Optional(Type.Union([Type.Literal("zstd"), Type.Literal("none")], { description: "zstd (default) or none." })),
+  },
+  { additionalProperties: false },
+);
+
+export const ImportResult = Type.Object({
+  snapshot: Snapshot,
+  imported: Type.Array(Type.String(), { description: "Ids of the snapshots added by this import." }),
+  skipped: Type.Array(Type.String(), { description: "Ids already present with the same digest." }),
+});
+export type ImportResult = Static<typeof ImportResult>;
+
+export const ReindexReport = Type.Object({
+  snapshots: Type.Integer(),
+  malformed: Type.Array(Type.Object({ id: Type.String(), reason: Type.String() })),
+});
+export type ReindexReport = Static<typeof ReindexReport>;

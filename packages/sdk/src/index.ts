@@ -1,10 +1,12 @@
 // Strata's TypeScript SDK.
 export { Strata, Sandboxes, type ListSandboxesOptions } from "./client.js";
 export { Sandbox, SandboxFiles, type ExecOptions, type ExecStreamOptions, type ExecOutcome, type SnapshotOptions } from "./sandbox.js";
-export { Snapshot, Snapshots, type WaitOptions, type ListSnapshotsOptions, type DeleteSnapshotOptions } from "./snapshot.js";
+export {
+  Snapshot, Snapshots, type WaitOptions, type ListSnapshotsOptions, type DeleteSnapshotOptions, type ExportOptions, type ImportOptions,
+} from "./snapshot.js";
 export type { ClientOptions, CallOptions } from "./http.js";
 export { StrataError, errorCodes, type ErrorCode } from "@strata/contract";
 export type {
   CreateSandboxRequest, ExecResult, GcReport, Isolation, Resources, Sandbox as SandboxInfo, SandboxStatus, UploadResult,
-  Snapshot as SnapshotInfo, SnapshotKind, SnapshotStatus, VerifyReport,
+  Snapshot as SnapshotInfo, SnapshotKind, SnapshotStatus, VerifyReport, ImportResult, ReindexReport,
 } from "@strata/contract";

@@ -1,8 +1,9 @@
 // A snapshot as SDK users hold it: its last known state plus the operations on it.
 import {
-  StrataError, type Snapshot as SnapshotInfo, type SnapshotList, type SnapshotKind, type SnapshotStatus, type VerifyReport,
+  StrataError, type ImportResult, type ReindexReport, type Snapshot as SnapshotInfo, type SnapshotList, type SnapshotKind,
+  type SnapshotStatus, type VerifyReport,
 } from "@strata/contract";
-import type { CallOptions, Http } from "./http.js";
+import type { Body, CallOptions, Http } from "./http.js";
 
 export interface WaitOptions extends CallOptions {
   /** Called each time the server reports the snapshot's state while waiting. */
@@ -75,10 +76,50 @@ export class Snapshot {
     return this.http.json<VerifyReport>({ method: "POST", path: `/v1/snapshots/${this.id}/verify`, signal: options.signal });
   }
 
+  /**
+   * Streams an archive of the snapshot (docs/archive-format.md): `.tar.zst`
+   * unless `compression: "none"`. `onProgress` gets the bytes received so far.
+   */
+  async export(options: ExportOptions = {}): Promise<ReadableStream<Uint8Array>> {
+    const response = await this.http.send({
+      method: "GET", path: `/v1/snapshots/${this.id}/export`,
+      query: { withParents: options.withParents || undefined, withImage: options.withImage || undefined, compression: options.compression },
+      signal: options.signal,
+    });
+    return counting(response.body!, options.onProgress);
+  }
+
   /** Deletes the snapshot (and its image when nothing else uses it). */
   async delete(options: DeleteSnapshotOptions = {}): Promise<void> {
     await this.http.json<void>({ method: "DELETE", path: `/v1/snapshots/${this.id}`, query: { force: options.force || undefined }, signal: options.signal });
   }
+}
+
+export interface ExportOptions extends CallOptions {
+  withParents?: boolean;
+  withImage?: boolean;
+  compression?: "zstd" | "none";
+  onProgress?: (bytes: number) => void;
+}
+
+export interface ImportOptions extends CallOptions {
+  /** Called with the bytes sent so far. */
+  onProgress?: (bytes: number) => void;
+}
+
+/** Passes a stream through, reporting the running byte count. */
+function counting(stream: ReadableStream<Uint8Array>, onProgress?: (bytes: number) => void): ReadableStream<Uint8Array> {
+  if (!onProgress) return stream;
+  let total = 0;
+  return stream.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, controller) {
+        total += chunk.byteLength;
+        onProgress(total);
+        controller.enqueue(chunk);
+      },
+    }),
+  );
 }
 
 /** Finding, listing and deleting snapshots. */
@@ -101,6 +142,24 @@ export class Snapshots {
       signal: options.signal,
     });
     return { snapshots: reply.snapshots.map((info) => new Snapshot(this.http, info)), ...(reply.nextCursor ? { nextCursor: reply.nextCursor } : {}) };
+  }
+
+  /**
+   * Imports an archive made by `export()` (compressed or not). Snapshots that
+   * already exist with the same digest are skipped; resolves to the exported snapshot.
+   */
+  async import(archive: ReadableStream<Uint8Array> | Uint8Array, options: ImportOptions = {}): Promise<{ snapshot: Snapshot; imported: string[]; skipped: string[] }> {
+    const body = archive instanceof Uint8Array ? archive : counting(archive, options.onProgress);
+    const reply = await this.http.json<ImportResult>({
+      method: "POST", path: "/v1/snapshots/import", body: body as Body, contentType: "application/octet-stream", signal: options.signal,
+    });
+    if (archive instanceof Uint8Array) options.onProgress?.(archive.byteLength);
+    return { snapshot: new Snapshot(this.http, reply.snapshot), imported: reply.imported, skipped: reply.skipped };
+  }
+
+  /** Rebuilds the server's index from the manifests on disk. */
+  async reindex(options: CallOptions = {}): Promise<ReindexReport> {
+    return this.http.json<ReindexReport>({ method: "POST", path: "/v1/snapshots/reindex", signal: options.signal });
   }
 
   /** Deletes a snapshot by id, name or digest. */

@@ -72,6 +72,8 @@ function buildHttp(ctx: Context): FastifyInstance {
     });
   });
   registerErrorHandling(app, ctx.config);
+  // Raw bodies (file uploads, archives) reach the services as streams; they enforce their own limits.
+  app.addContentTypeParser(["application/octet-stream", "application/x-tar", "application/zstd"], (_request, payload, done) => done(null, payload));
   registerAuth(app, ctx.config.apiKey);
   route(app, routes.health, async () => ({ ok: true, version: apiVersion, engine: await ctx.engine.version() }));
   const idempotency = new Idempotency(ctx.index);

@@ -2,7 +2,10 @@
 import type { SnapshotInfo, SnapshotKind, SnapshotStatus } from "@strata/sdk";
 import { client, clientOptions, interruptSignal, number, pairs, parseArgs, usage, UsageError } from "../options.js";
 import { printJson, table } from "../output.js";
-import { bytes, progress } from "../progress.js";
+import { bytes, progress, transferBar } from "../progress.js";
+import { createReadStream, createWriteStream, renameSync, rmSync, statSync } from "node:fs";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 
 export const snapshotHelp = `Usage: strata snapshot <command> [options]
 
@@ -16,6 +19,10 @@ Commands:
                         list snapshots, newest first
   get REF               show a snapshot (REF: id, name or digest)
   rm REF... [--force]   delete snapshots (--force: even with children or while creating)
+  export REF -o FILE [--with-parents] [--with-image] [--no-compress]
+                        write an archive (.tar.zst), with a progress bar
+  import FILE           import an archive, with a progress bar
+  reindex               rebuild the server's index from the manifests on disk
 
 Restore with: strata sandbox create --snapshot REF
 Common options: --url URL (env STRATA_URL)  --api-key KEY (env STRATA_API_KEY)  --json
@@ -126,6 +133,57 @@ export async function snapshot(args: string[]): Promise<number> {
         process.stdout.write(report.ok ? "verified\n" : "verification failed\n");
       }
       return report.ok ? 0 : 1;
+    }
+    case "export": {
+      const { values, positionals } = usage(() => parseArgs({ args: rest, allowPositionals: true, options: {
+        ...clientOptions, output: { type: "string", short: "o" }, "with-parents": { type: "boolean" }, "with-image": { type: "boolean" },
+        "no-compress": { type: "boolean" },
+      } }));
+      if (positionals.length !== 1) throw new UsageError("expected one REF");
+      if (!values.output) throw new UsageError("give the archive file with -o FILE");
+      const signal = interruptSignal();
+      const found = await client(values).snapshots.get(positionals[0]!, { signal });
+      const bar = transferBar(`export ${found.id}`);
+      const stream = await found.export({
+        withParents: values["with-parents"], withImage: values["with-image"], compression: values["no-compress"] ? "none" : "zstd",
+        signal, onProgress: (n) => bar.update(n),
+      });
+      const temp = `${values.output}.partial`;
+      try {
+        await pipeline(Readable.fromWeb(stream as never), createWriteStream(temp), { signal });
+        renameSync(temp, values.output);
+      } catch (error) {
+        rmSync(temp, { force: true });
+        throw error;
+      }
+      bar.done(`-> ${values.output}`);
+      if (values.json) printJson({ snapshotId: found.id, file: values.output, bytes: statSync(values.output).size });
+      return 0;
+    }
+    case "import": {
+      const { values, positionals } = usage(() => parseArgs({ args: rest, allowPositionals: true, options: clientOptions }));
+      if (positionals.length !== 1) throw new UsageError("expected one FILE");
+      const file = positionals[0]!;
+      const size = statSync(file).size;
+      const bar = transferBar(`import ${file}`, size);
+      const signal = interruptSignal();
+      const result = await client(values).snapshots.import(Readable.toWeb(createReadStream(file)) as ReadableStream<Uint8Array>, {
+        signal, onProgress: (n) => bar.update(n),
+      });
+      bar.done(`imported ${result.imported.length}, already present ${result.skipped.length}`);
+      if (values.json) printJson({ snapshot: result.snapshot.info, imported: result.imported, skipped: result.skipped });
+      else process.stdout.write(`${result.snapshot.id}\n`);
+      return 0;
+    }
+    case "reindex": {
+      const { values } = usage(() => parseArgs({ args: rest, allowPositionals: false, options: clientOptions }));
+      const report = await client(values).snapshots.reindex();
+      if (values.json) printJson(report);
+      else {
+        process.stdout.write(`indexed ${report.snapshots} snapshot(s)\n`);
+        for (const bad of report.malformed) process.stdout.write(`skipped ${bad.id}: ${bad.reason}\n`);
+      }
+      return 0;
     }
     case "rm": {
       const { values, positionals } = usage(() => parseArgs({ args: rest, allowPositionals: true, options: { ...clientOptions, force: { type: "boolean" } } }));

@@ -120,21 +120,25 @@ export class BlobStore {
     // The last bytes are held back until the digest is checked, so a reader
     // (such as the engine extracting a tar) never sees the end of a corrupt blob.
     const holdBack = 64 * 1024;
-    let tail = Buffer.alloc(0);
+    const held: Buffer[] = [];
+    let heldBytes = 0;
     const check = new Transform({
       transform(chunk: Buffer, _encoding, done) {
         hash.update(chunk);
-        tail = Buffer.concat([tail, chunk]);
-        if (tail.length > holdBack * 2) {
-          const release = tail.subarray(0, tail.length - holdBack);
-          tail = Buffer.from(tail.subarray(tail.length - holdBack));
-          done(null, release);
-        } else done();
+        held.push(chunk);
+        heldBytes += chunk.length;
+        while (held.length > 1 && heldBytes - held[0]!.length >= holdBack) {
+          const release = held.shift()!;
+          heldBytes -= release.length;
+          this.push(release);
+        }
+        done();
       },
       flush(done) {
         const actual = `sha256:${hash.digest("hex")}`;
         if (actual !== digest) return done(new StrataError("blob_corrupt", `blob ${digest} does not match its content (got ${actual})`));
-        done(null, tail);
+        for (const chunk of held) this.push(chunk);
+        done();
       },
     });
     const decompress = zstdStream("decompress");

@@ -12,6 +12,7 @@ interface DockerImage {
   RepoDigests?: string[] | null;
   Size?: number;
   Config?: { Cmd?: string[] | null; Entrypoint?: string[] | null; Env?: string[] | null };
+  RootFS?: { Layers?: string[] | null };
 }
 
 interface DockerContainer {
@@ -94,6 +95,7 @@ export class DockerEngine implements Engine {
         entrypoint: image.Config?.Entrypoint ?? null,
         env: image.Config?.Env ?? [],
         sizeBytes: image.Size ?? 0,
+        layers: image.RootFS?.Layers ?? [],
       };
     } catch (error) {
       if (notFound(error) || (error instanceof DockerApiError && error.status === 400)) return null;
@@ -284,6 +286,29 @@ export class DockerEngine implements Engine {
       if (error instanceof DockerApiError && error.status === 409 && !force) return false;
       throw error;
     }
+  }
+
+  async saveImages(ids: string[], signal?: AbortSignal): Promise<Readable> {
+    const names = ids.map((id) => `names=${encodeURIComponent(id)}`).join("&");
+    const reply = await this.client.request({ method: "GET", path: `/images/get?${names}`, signal });
+    if (reply.status >= 400) throw new DockerApiError(reply.status, await readText(reply.body), "images/get");
+    return reply.body;
+  }
+
+  async loadImages(tar: Readable, signal?: AbortSignal): Promise<void> {
+    const reply = await this.client.request({ method: "POST", path: "/images/load", query: { quiet: true }, body: tar, contentType: "application/x-tar", signal });
+    const text = await readText(reply.body);
+    if (reply.status >= 400) throw new DockerApiError(reply.status, text, "images/load");
+    // Errors during the load arrive in the JSON message stream with a 200.
+    for (const line of text.split("\n")) {
+      if (!line.trim()) continue;
+      const message = JSON.parse(line) as { error?: string; errorDetail?: { message?: string } };
+      if (message.error) throw new DockerApiError(400, message.errorDetail?.message ?? message.error, "images/load");
+    }
+  }
+
+  async tagImage(id: string, repo: string, tag: string): Promise<void> {
+    await this.client.call({ method: "POST", path: `/images/${encodeURIComponent(id)}/tag`, query: { repo, tag } });
   }
 
   close(): void {

@@ -9,6 +9,8 @@ export interface ImageInfo {
   entrypoint: string[] | null;
   env: string[];
   sizeBytes: number;
+  /** Diff ids of the layers, bottom first. */
+  layers: string[];
 }
 
 export interface ContainerSpec {
@@ -106,5 +108,10 @@ export interface Engine {
    * this returns false; a missing image is not an error.
    */
   removeImage(ref: string, force: boolean): Promise<boolean>;
+  /** The engine's export (`docker save` layout) of these images as one tar stream. */
+  saveImages(ids: string[], signal?: AbortSignal): Promise<Readable>;
+  /** Loads a `docker save` tar stream into the engine. */
+  loadImages(tar: Readable, signal?: AbortSignal): Promise<void>;
+  tagImage(id: string, repo: string, tag: string): Promise<void>;
   close(): void;
 }

@@ -110,7 +110,7 @@ export async function finishContainerSnapshot(ctx: Context, record: Snapshot, im
     parent: record.parent ? { id: record.parent, digest: record.parentDigest ?? null } : null,
     baseImage: record.baseImage,
     labels: record.labels,
-    content: { imageId, sizeBytes, imageSizeBytes: image.sizeBytes },
+    content: { imageId, sizeBytes, imageSizeBytes: image.sizeBytes, layers: image.layers },
     createdAt: record.createdAt,
   };
   const digest = ctx.snapshots.writeManifest(manifest);

@@ -16,6 +16,8 @@ export interface ManifestV1 {
     /** Bytes the snapshot added (container), or of the archive (directory). */
     sizeBytes: number;
     imageSizeBytes?: number;
+    /** Diff ids of the image's layers, bottom first: what verify recomputes. */
+    layers?: string[];
     /** Directory snapshots: the archive blob, what it holds and where it came from. */
     blobDigest?: string;
     fileCount?: number;

@@ -75,6 +75,17 @@ export class SnapshotStore {
     return sha256(bytes);
   }
 
+  /** Writes manifest bytes exactly as given (an import); returns their digest. */
+  writeManifestBytes(id: string, bytes: Buffer): string {
+    const dir = this.dir(id);
+    if (!existsSync(dir)) {
+      mkdirSync(dir);
+      fsyncDirectory(this.root);
+    }
+    writeFileDurable(join(dir, "manifest.json"), bytes);
+    return sha256(bytes);
+  }
+
   exists(id: string): boolean {
     return existsSync(this.dir(id));
   }

@@ -1,11 +1,14 @@
 // Verifying a snapshot: recompute, part by part, the manifest digest, the
 // image the engine holds and each blob, and report what matches.
+import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { pipeline } from "node:stream/promises";
+import tar from "tar-stream";
 import { join } from "node:path";
 import type { Snapshot, VerifyReport } from "@strata/contract";
 import type { Context } from "../context.js";
 import { findSnapshot } from "./find.js";
-import { sha256 } from "./manifest.js";
+import { parseManifest, sha256 } from "./manifest.js";
 
 type Part = VerifyReport["parts"][number];
 
@@ -14,7 +17,7 @@ export async function verifySnapshot(ctx: Context, ref: string): Promise<VerifyR
   const parts: Part[] = [];
   if (snapshot.status === "ready") {
     parts.push(verifyManifest(ctx, snapshot));
-    if (snapshot.imageId) parts.push(await verifyImage(ctx, snapshot.imageId));
+    if (snapshot.imageId) parts.push(...(await verifyImage(ctx, snapshot)));
     if (snapshot.contentDigest) parts.push(await verifyBlob(ctx, snapshot.contentDigest));
   } else {
     parts.push({ part: "manifest", ref: snapshot.id, expected: "ready", actual: snapshot.status, ok: false, code: "snapshot_not_ready", message: `snapshot is ${snapshot.status}` });
@@ -33,11 +36,45 @@ function verifyManifest(ctx: Context, snapshot: Snapshot): Part {
   }
 }
 
-async function verifyImage(ctx: Context, imageId: string): Promise<Part> {
+/**
+ * The image: present under its recorded id (the id is the digest of its
+ * config, which names every layer's diff id), and every layer's content
+ * recomputed from the engine's export against the diff ids the manifest
+ * recorded.
+ */
+async function verifyImage(ctx: Context, snapshot: Snapshot): Promise<Part[]> {
+  const imageId = snapshot.imageId!;
   const image = await ctx.engine.inspectImage(imageId);
-  if (!image) return { part: "image", ref: imageId, expected: imageId, ok: false, code: "image_not_found", message: "the engine does not have the image" };
-  const ok = image.id === imageId;
-  return { part: "image", ref: imageId, expected: imageId, actual: image.id, ok };
+  if (!image) return [{ part: "image", ref: imageId, expected: imageId, ok: false, code: "image_not_found", message: "the engine does not have the image" }];
+  const parts: Part[] = [{ part: "image", ref: imageId, expected: imageId, actual: image.id, ok: image.id === imageId }];
+  let recorded: string[] = image.layers;
+  try {
+    recorded = parseManifest(readFileSync(join(ctx.snapshots.root, snapshot.id, "manifest.json"), "utf8")).content.layers ?? image.layers;
+  } catch {
+    // the manifest part reports this
+  }
+  const seen = new Set<string>();
+  const saved = await ctx.engine.saveImages([imageId]);
+  const extract = tar.extract();
+  extract.on("entry", (header, stream, next) => {
+    if (!header.name.endsWith("/layer.tar")) {
+      stream.on("end", next);
+      stream.resume();
+      return;
+    }
+    const hash = createHash("sha256");
+    stream.on("data", (chunk) => hash.update(chunk as Buffer));
+    stream.on("end", () => {
+      seen.add(`sha256:${hash.digest("hex")}`);
+      next();
+    });
+  });
+  await pipeline(saved, extract);
+  for (const layer of recorded) {
+    const ok = seen.has(layer);
+    parts.push({ part: "layer", ref: layer, expected: layer, ...(ok ? { actual: layer } : {}), ok, ...(ok ? {} : { code: "layer_mismatch", message: "no layer of the image has this content digest" }) });
+  }
+  return parts;
 }
 
 async function verifyBlob(ctx: Context, digest: string): Promise<Part> {

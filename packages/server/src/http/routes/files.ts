@@ -10,9 +10,6 @@ type Params = { id: string };
 type Query = { path: string };
 
 export function fileRoutes(app: FastifyInstance, ctx: Context): void {
-  // Upload bodies reach the service as streams; the service enforces the size limit.
-  app.addContentTypeParser(["application/octet-stream", "application/x-tar"], (_request, payload, done) => done(null, payload));
-
   route(app, routes.readFile, async (request, reply) => {
     const controller = new AbortController();
     reply.raw.on("close", () => controller.abort());

@@ -1,5 +1,6 @@
 // HTTP routes of snapshots and gc.
-import { routes, type CreateSnapshotRequest, type ListSnapshotsQuery } from "@strata/contract";
+import type { Readable } from "node:stream";
+import { routes, StrataError, type CreateSnapshotRequest, type ListSnapshotsQuery } from "@strata/contract";
 import type { FastifyInstance } from "fastify";
 import type { Context } from "../../context.js";
 import { createSnapshot } from "../../snapshots/create.js";
@@ -7,6 +8,9 @@ import { deleteSnapshot } from "../../snapshots/delete.js";
 import { collectGarbage } from "../../snapshots/gc.js";
 import { getSnapshot, listSnapshots } from "../../snapshots/read.js";
 import { verifySnapshot } from "../../snapshots/verify.js";
+import { exportSnapshot } from "../../snapshots/export.js";
+import { importArchive } from "../../snapshots/import.js";
+import { reindexSnapshots } from "../../snapshots/recover.js";
 import type { Idempotency } from "../idempotency.js";
 import { route } from "../route.js";
 
@@ -35,6 +39,32 @@ export function snapshotRoutes(app: FastifyInstance, ctx: Context, idempotency: 
   });
 
   route(app, routes.verifySnapshot, async (request) => verifySnapshot(ctx, (request.params as IdParams).id));
+
+  route(app, routes.exportSnapshot, async (request, reply) => {
+    const controller = new AbortController();
+    reply.raw.on("close", () => {
+      if (!reply.raw.writableFinished) controller.abort();
+    });
+    const query = request.query as { withParents?: boolean; withImage?: boolean; compression?: "zstd" | "none" };
+    const archive = await exportSnapshot(ctx, (request.params as IdParams).id, { ...query, signal: controller.signal });
+    return reply
+      .type(archive.contentType)
+      .header("content-disposition", `attachment; filename="${archive.filename}"`)
+      .send(archive.stream);
+  });
+
+  route(app, routes.importSnapshot, async (request, reply) => {
+    const contentType = (request.headers["content-type"] ?? "").split(";")[0]!.trim();
+    if (!["application/zstd", "application/x-tar", "application/octet-stream"].includes(contentType)) {
+      throw new StrataError("unsupported_media_type", "send the archive as application/zstd, application/x-tar or application/octet-stream");
+    }
+    const controller = new AbortController();
+    request.raw.on("aborted", () => controller.abort());
+    const result = await importArchive(ctx, request.body as Readable, controller.signal);
+    return reply.status(201).send(result);
+  });
+
+  route(app, routes.reindexSnapshots, async () => reindexSnapshots(ctx));
 
   route(app, routes.gc, async () => collectGarbage(ctx));
 }
