@@ -240,7 +240,7 @@ test("gc removes images no record owns and never what a record owns", async () =
   const kept = await (await source.snapshot({ name: "gc-kept" })).waitUntilReady();
   // an image that looks like ours but that no record owns, as a crash could leave
   const stray = await t.server.context.engine.commit((await t.server.context.index.findSandbox(source.id))!.containerId!, {
-    repo: "strata/snapshots", tag: "stray", pause: true,
+    repo: `strata/snapshots-${t.server.context.serverId}`, tag: "stray", pause: true,
     labels: { "dev.strata.server": t.server.context.serverId, "dev.strata.snapshot": "00000000-0000-4000-8000-000000000000" },
   });
   const report = await t.strata.gc();

@@ -27,5 +27,11 @@ export const labelKeys = {
   snapshot: "dev.strata.snapshot",
 } as const;
 
-/** The engine repository holding snapshot images, tagged by snapshot id. */
-export const snapshotRepo = "strata/snapshots";
+/**
+ * The engine repository holding this server's snapshot images, tagged by
+ * snapshot id. One repository per server, so servers sharing an engine (or an
+ * image, after an import) never untag or collect each other's images.
+ */
+export function snapshotRepo(ctx: Pick<Context, "serverId">): string {
+  return `strata/snapshots-${ctx.serverId}`;
+}

@@ -73,7 +73,7 @@ async function captureContainer(ctx: Context, record: Snapshot, containerId: str
     // The commit is never cut short: an engine left committing would make an
     // image no record owns. An abort is honoured once it returns.
     imageId = await ctx.engine.commit(containerId, {
-      repo: snapshotRepo,
+      repo: snapshotRepo(ctx),
       tag: record.id,
       labels: { [labelKeys.server]: ctx.serverId, [labelKeys.snapshot]: record.id },
       pause: true,

@@ -26,7 +26,7 @@ export async function deleteSnapshot(ctx: Context, ref: string, force = false): 
 /** Removes what a snapshot owns; safe to repeat (startup finishes interrupted deletes). */
 export async function removeSnapshotArtifacts(ctx: Context, snapshot: Snapshot): Promise<void> {
   if (snapshot.kind === "container" || snapshot.kind === "memory") {
-    const tag = `${snapshotRepo}:${snapshot.id}`;
+    const tag = `${snapshotRepo(ctx)}:${snapshot.id}`;
     try {
       // In use: untag only; the image stays for its users and gc takes it after.
       if (!(await ctx.engine.removeImage(tag, false))) await ctx.engine.removeImage(tag, true);

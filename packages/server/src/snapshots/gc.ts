@@ -2,7 +2,7 @@
 // snapshot record owns. What a record owns is never touched; images still used by a
 // sandbox are left for a later run.
 import type { GcReport } from "@strata/contract";
-import { labelKeys, type Context } from "../context.js";
+import { labelKeys, snapshotRepo, type Context } from "../context.js";
 
 export async function collectGarbage(ctx: Context): Promise<GcReport> {
   const report: GcReport = { removedImages: [], removedBlobs: [], removedTempFiles: 0, freedBytes: 0 };
@@ -12,6 +12,9 @@ export async function collectGarbage(ctx: Context): Promise<GcReport> {
   for (const image of images) {
     const snapshotId = image.labels[labelKeys.snapshot];
     if (snapshotId && owned.has(snapshotId)) continue;
+    // Tagged by another server (an import of the same image): theirs to keep.
+    const mine = `${snapshotRepo(ctx)}:`;
+    if (image.tags.some((tag) => !tag.startsWith(mine))) continue;
     // Refs first (untag), then the image itself unless something still uses it.
     for (const tag of image.tags) await ctx.engine.removeImage(tag, false).catch(() => false);
     const removed = await ctx.engine.removeImage(image.id, false).catch(() => false);

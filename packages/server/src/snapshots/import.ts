@@ -280,8 +280,8 @@ export async function importArchive(ctx: Context, body: Readable, signal?: Abort
         storedBytes = ctx.blobs.storedSize(digest);
       }
       if (manifest.content.imageId) {
-        await ctx.engine.tagImage(manifest.content.imageId, snapshotRepo, manifest.id);
-        undo.push(() => ctx.engine.removeImage(`${snapshotRepo}:${manifest.id}`, true).then(() => undefined, () => undefined));
+        await ctx.engine.tagImage(manifest.content.imageId, snapshotRepo(ctx), manifest.id);
+        undo.push(() => ctx.engine.removeImage(`${snapshotRepo(ctx)}:${manifest.id}`, true).then(() => undefined, () => undefined));
       }
       const digest = ctx.snapshots.writeManifestBytes(manifest.id, bytes);
       undo.push(() => {
