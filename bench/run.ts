@@ -10,6 +10,7 @@ import { Strata } from "@strata/sdk";
 import { benchSandboxes } from "./sandboxes.js";
 import { benchSnapshots } from "./snapshots.js";
 import { benchDirectories } from "./directories.js";
+import { benchArchives } from "./archives.js";
 import { mergeWithLatest, printTable, writeResults } from "./stats.js";
 
 const image = "strata-test/busybox:latest";
@@ -42,6 +43,7 @@ async function main(): Promise<void> {
       ...(wants("sandboxes") ? await benchSandboxes(strata, image, runs) : []),
       ...(wants("snapshots") ? await benchSnapshots(strata, image, sizes) : []),
       ...(wants("directories") ? await benchDirectories(strata, image, server.pid!) : []),
+      ...(wants("archives") ? await benchArchives(strata, image) : []),
     ];
     printTable(rows);
     // A partial run (scenarios picked) keeps the other rows of the last full run.

@@ -5,6 +5,7 @@
 export const errorStatus = {
   bad_request: 400,
   unauthorized: 401,
+  registry_denied: 403,
   route_not_found: 404,
   sandbox_not_found: 404,
   image_not_found: 404,
@@ -24,9 +25,11 @@ export const errorStatus = {
   archive_unsafe_path: 400,
   archive_digest_mismatch: 400,
   archive_truncated: 400,
+  registry_not_configured: 409,
   payload_too_large: 413,
   snapshot_too_large: 413,
   unsupported_media_type: 415,
+  registry_unavailable: 502,
   engine_unavailable: 503,
   internal: 500,
 } as const;

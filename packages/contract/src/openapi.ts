@@ -7,7 +7,7 @@ import * as schemaModule from "./schemas.js";
 
 const statusText: Record<number, string> = {
   200: "OK", 201: "Created", 202: "Accepted", 204: "No content", 400: "Bad request", 401: "Unauthorized",
-  404: "Not found", 409: "Conflict", 413: "Too large", 415: "Unsupported media type", 500: "Internal error", 503: "Unavailable",
+  403: "Forbidden", 404: "Not found", 409: "Conflict", 413: "Too large", 415: "Unsupported media type", 500: "Internal error", 502: "Bad gateway", 503: "Unavailable",
 };
 
 /** Serialises a schema, replacing every named schema it contains with a `$ref`. */

@@ -17,7 +17,7 @@ import {
 } from "./sandbox.js";
 import {
   CreateSnapshotRequest, DeleteSnapshotQuery, GcReport, GetSnapshotQuery, ListSnapshotsQuery, Snapshot, SnapshotList, SnapshotParams,
-  VerifyReport, ExportQuery, ImportResult, ReindexReport,
+  VerifyReport, ExportQuery, ImportResult, ReindexReport, PushRequest,
 } from "./snapshot.js";
 
 /** A reply that is not JSON: a byte stream of one of these media types. */
@@ -163,6 +163,13 @@ export const routes = {
     summary: "Import an archive (compressed or not), validated as it streams; idempotent for snapshots already present.",
     rawBody: ["application/zstd", "application/x-tar", "application/octet-stream"],
     replies: { 201: ImportResult },
+  },
+  pushSnapshot: {
+    method: "POST", url: "/v1/snapshots/:id/push", operationId: "pushSnapshot", tag: "snapshots",
+    summary: "Push the snapshot to the server's registry and pin imageUri by digest. With Accept: application/x-ndjson, progress events stream, ending with done or error.",
+    params: SnapshotParams,
+    body: PushRequest,
+    replies: { 200: Snapshot },
   },
   reindexSnapshots: {
     method: "POST", url: "/v1/snapshots/reindex", operationId: "reindexSnapshots", tag: "snapshots",

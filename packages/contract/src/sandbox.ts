@@ -37,10 +37,12 @@ export const CreateSandboxRequest = Type.Object(
   {
     image: Type.Optional(Type.String({ minLength: 1, maxLength: 512, description: "Image reference already present in the engine; never pulled." })),
     snapshotId: Type.Optional(Type.String({ minLength: 1, maxLength: 256, description: "A ready container snapshot (id, name or digest) whose filesystem the sandbox starts from." })),
+    imageUri: Type.Optional(Type.String({ minLength: 1, maxLength: 1024, description: "A container snapshot pushed to a registry, pinned by digest (`host/repo@sha256:...`); pulled when the engine lacks it and recorded as a local snapshot." })),
     directorySnapshots: Type.Optional(Type.Array(
       Type.Object(
         {
-          snapshotId: Type.String({ minLength: 1, maxLength: 256, description: "A ready directory snapshot: id, name or digest." }),
+          snapshotId: Type.Optional(Type.String({ minLength: 1, maxLength: 256, description: "A ready directory snapshot: id, name or digest." })),
+          imageUri: Type.Optional(Type.String({ minLength: 1, maxLength: 1024, description: "Or a directory snapshot pushed to a registry, pinned by digest (`host/repo@sha256:...`)." })),
           path: Type.Optional(Type.String({ pattern: "^/.", maxLength: 4096, description: "Where to restore it (default: the path it was captured from); absolute, not `/`." })),
         },
         { additionalProperties: false },

@@ -13,4 +13,4 @@ export {
   SandboxStatus,
   UploadResult,
 } from "./sandbox.js";
-export { BaseImage, CreateSnapshotRequest, GcReport, Snapshot, SnapshotError, SnapshotKind, SnapshotList, SnapshotStatus, VerifyPart, VerifyReport, ImportResult, ReindexReport } from "./snapshot.js";
+export { BaseImage, CreateSnapshotRequest, GcReport, Snapshot, SnapshotError, SnapshotKind, SnapshotList, SnapshotStatus, VerifyPart, VerifyReport, ImportResult, ReindexReport, PushEvent } from "./snapshot.js";

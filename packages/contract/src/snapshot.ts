@@ -55,6 +55,7 @@ export const Snapshot = Type.Object({
   imageSizeBytes: Type.Optional(Type.Integer({ description: "Total size of the image." })),
   imageId: Type.Optional(Type.String()),
   imageUri: Type.Optional(Type.String({ description: "Engine reference pinned by image id, or registry reference pinned by digest once pushed." })),
+  origin: Type.Optional(Type.Object({ imageUri: Type.String() }, { description: "Set when the snapshot was pulled from a registry rather than captured here." })),
   path: Type.Optional(Type.String({ description: "The captured directory (kind directory)." })),
   exclude: Type.Optional(Type.Array(Type.String())),
   contentDigest: Type.Optional(Type.String({ description: "sha256 of the directory archive (kind directory); the blob's address." })),
@@ -143,3 +144,16 @@ export const ReindexReport = Type.Object({
   malformed: Type.Array(Type.Object({ id: Type.String(), reason: Type.String() })),
 });
 export type ReindexReport = Static<typeof ReindexReport>;
+
+export const PushRequest = Type.Object(
+  { repository: Type.Optional(Type.String({ pattern: "^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$", maxLength: 200, description: "Repository under the registry's namespace (default strata-snapshots)." })) },
+  { additionalProperties: false },
+);
+
+/** One line of the streaming push reply (`Accept: application/x-ndjson`). */
+export const PushEvent = Type.Union([
+  Type.Object({ type: Type.Literal("progress"), status: Type.String(), layer: Type.Optional(Type.String()), current: Type.Optional(Type.Number()), total: Type.Optional(Type.Number()) }),
+  Type.Object({ type: Type.Literal("done"), snapshot: Snapshot }),
+  Type.Object({ type: Type.Literal("error"), code: Type.String(), message: Type.String() }),
+]);
+export type PushEvent = Static<typeof PushEvent>;

@@ -1,7 +1,7 @@
 // A snapshot as SDK users hold it: its last known state plus the operations on it.
 import {
   StrataError, type ImportResult, type ReindexReport, type Snapshot as SnapshotInfo, type SnapshotList, type SnapshotKind,
-  type SnapshotStatus, type VerifyReport,
+  type SnapshotStatus, type VerifyReport, type PushEvent,
 } from "@strata/contract";
 import type { Body, CallOptions, Http } from "./http.js";
 
@@ -89,6 +89,43 @@ export class Snapshot {
     return counting(response.body!, options.onProgress);
   }
 
+  /**
+   * Pushes the snapshot to the server's registry; resolves with `imageUri`
+   * pinned by digest. `onProgress` receives the engine's progress messages.
+   */
+  async push(options: PushOptions = {}): Promise<this> {
+    const json = options.repository ? { repository: options.repository } : {};
+    if (!options.onProgress) {
+      this.info = await this.http.json<SnapshotInfo>({ method: "POST", path: `/v1/snapshots/${this.id}/push`, json, signal: options.signal });
+      return this;
+    }
+    const response = await this.http.send({
+      method: "POST", path: `/v1/snapshots/${this.id}/push`, json, signal: options.signal, headers: { accept: "application/x-ndjson" },
+    });
+    const decoder = new TextDecoder();
+    let buffered = "";
+    let result: SnapshotInfo | undefined;
+    const handle = (line: string) => {
+      if (!line.trim()) return;
+      const event = JSON.parse(line) as PushEvent;
+      if (event.type === "progress") options.onProgress?.(event);
+      else if (event.type === "done") result = event.snapshot;
+      else throw StrataError.fromBody({ error: { code: event.code, message: event.message } }, 500);
+    };
+    for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+      buffered += decoder.decode(chunk, { stream: true });
+      let newline: number;
+      while ((newline = buffered.indexOf("\n")) >= 0) {
+        handle(buffered.slice(0, newline));
+        buffered = buffered.slice(newline + 1);
+      }
+    }
+    handle(buffered);
+    if (!result) throw new StrataError("internal", "the push stream ended without a result");
+    this.info = result;
+    return this;
+  }
+
   /** Deletes the snapshot (and its image when nothing else uses it). */
   async delete(options: DeleteSnapshotOptions = {}): Promise<void> {
     await this.http.json<void>({ method: "DELETE", path: `/v1/snapshots/${this.id}`, query: { force: options.force || undefined }, signal: options.signal });
@@ -100,6 +137,12 @@ export interface ExportOptions extends CallOptions {
   withImage?: boolean;
   compression?: "zstd" | "none";
   onProgress?: (bytes: number) => void;
+}
+
+export interface PushOptions extends CallOptions {
+  /** Repository under the registry's namespace (default strata-snapshots). */
+  repository?: string;
+  onProgress?: (event: Extract<PushEvent, { type: "progress" }>) => void;
 }
 
 export interface ImportOptions extends CallOptions {

@@ -22,6 +22,7 @@ import { Jobs } from "./snapshots/jobs.js";
 import { recoverSnapshots } from "./snapshots/recover.js";
 import { SnapshotStore } from "./snapshots/store.js";
 import { BlobStore } from "./blobs/store.js";
+import { RegistryClient } from "./registry/client.js";
 import { routes } from "@strata/contract";
 import { Index } from "./index/database.js";
 import { startExpiry, type Expiry } from "./sandboxes/expiry.js";
@@ -101,6 +102,7 @@ export async function startServer(options: Partial<ServerConfig> = {}, engineOve
   const context: Context = {
     config, engine, index, serverId: serverId(config.home), snapshots: new SnapshotStore(config.home),
     blobs: new BlobStore(config.home), jobs: new Jobs(),
+    ...(config.registry ? { registry: new RegistryClient(config.registry) } : {}),
   };
   await recoverSnapshots(context);
   await recoverSandboxes(context);

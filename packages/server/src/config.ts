@@ -1,6 +1,7 @@
 // The server's configuration: options, environment and embedded defaults.
 import { homedir } from "node:os";
 import { resolve } from "node:path";
+import { parseRegistry, type RegistryConfig } from "./registry/config.js";
 
 export interface ServerConfig {
   port: number;
@@ -19,6 +20,10 @@ export interface ServerConfig {
   maxExecOutputBytes: number;
   /** How often expired sandboxes are looked for. */
   expirySweepMs: number;
+  /** Where snapshots are pushed; none by default. */
+  registry?: RegistryConfig;
+  /** Push every snapshot to the registry when it turns ready. */
+  autoPush: boolean;
   /** Where request and event logs go; one JSON object per line. */
   log: (line: Record<string, unknown>) => void;
 }
@@ -42,6 +47,13 @@ export function resolveConfig(options: Partial<ServerConfig> = {}): ServerConfig
     maxSnapshotBytes: options.maxSnapshotBytes ?? (env.STRATA_MAX_SNAPSHOT_BYTES ? Number(env.STRATA_MAX_SNAPSHOT_BYTES) : 64 * 1024 ** 3),
     maxExecOutputBytes: options.maxExecOutputBytes ?? 16 * 1024 * 1024,
     expirySweepMs: options.expirySweepMs ?? 1000,
+    registry: options.registry ?? (env.STRATA_REGISTRY
+      ? parseRegistry(env.STRATA_REGISTRY, {
+        username: env.STRATA_REGISTRY_USER, password: env.STRATA_REGISTRY_PASSWORD,
+        insecure: env.STRATA_REGISTRY_INSECURE ? env.STRATA_REGISTRY_INSECURE === "1" || env.STRATA_REGISTRY_INSECURE === "true" : undefined,
+      })
+      : undefined),
+    autoPush: options.autoPush ?? (env.STRATA_AUTO_PUSH === "1" || env.STRATA_AUTO_PUSH === "true"),
     log: options.log ?? ((line) => process.stdout.write(`${JSON.stringify(line)}\n`)),
   };
 }

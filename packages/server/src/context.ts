@@ -4,6 +4,7 @@ import type { Engine } from "./engine/engine.js";
 import type { Index } from "./index/database.js";
 import type { BlobStore } from "./blobs/store.js";
 import type { Jobs } from "./snapshots/jobs.js";
+import type { RegistryClient } from "./registry/client.js";
 import type { SnapshotStore } from "./snapshots/store.js";
 
 export interface Context {
@@ -16,6 +17,8 @@ export interface Context {
   snapshots: SnapshotStore;
   blobs: BlobStore;
   jobs: Jobs;
+  /** The registry snapshots are pushed to, when configured. */
+  registry?: RegistryClient;
 }
 
 /** Container labels that tie a container to its server and sandbox. */

@@ -10,6 +10,8 @@ Commands:
   create --snapshot REF [-- CMD...]
                              ... or from a container snapshot (id, name or digest)
       --dir-snapshot REF[:PATH]   restore a directory snapshot (repeatable)
+  create --image-uri HOST/REPO@sha256:... [-- CMD...]
+                             ... or from a snapshot pushed to a registry (pulled when missing)
       --name NAME  --env K=V  --label K=V  --cpus N  --memory-mb N  --pids N
       --no-network  --timeout SECONDS  --isolation runc|gvisor
   ls [--status S] [--label K=V]   list sandboxes
@@ -51,9 +53,11 @@ export async function sandbox(args: string[]): Promise<number> {
         isolation: { type: "string" },
         snapshot: { type: "string" },
         "dir-snapshot": { type: "string", multiple: true },
+        "image-uri": { type: "string" },
       } }));
-      const image = values.snapshot ? undefined : one(positionals, "IMAGE");
-      if (values.snapshot && positionals.length) throw new UsageError("give IMAGE or --snapshot, not both");
+      const fromSnapshot = values.snapshot ?? values["image-uri"];
+      const image = fromSnapshot ? undefined : one(positionals, "IMAGE");
+      if (fromSnapshot && positionals.length) throw new UsageError("give IMAGE, --snapshot or --image-uri, not several");
       const isolation = values.isolation;
       if (isolation !== undefined && isolation !== "runc" && isolation !== "gvisor") throw new UsageError("--isolation must be runc or gvisor");
       const resources = {
@@ -65,6 +69,7 @@ export async function sandbox(args: string[]): Promise<number> {
         {
           image,
           snapshotId: values.snapshot,
+          imageUri: values["image-uri"],
           directorySnapshots: values["dir-snapshot"]?.map((spec) => {
             const at = spec.indexOf(":/");
             return at < 0 ? { snapshotId: spec } : { snapshotId: spec.slice(0, at), path: spec.slice(at + 1) };

@@ -1,5 +1,5 @@
 // `strata serve`: runs the HTTP server in the foreground.
-import { startServer } from "@strata/server";
+import { parseRegistry, startServer } from "@strata/server";
 import { number, parseArgs, usage } from "../options.js";
 
 export const serveHelp = `Usage: strata serve [options]
@@ -14,6 +14,11 @@ Options:
   --api-key KEY       require 'Authorization: Bearer KEY' (env STRATA_API_KEY);
                       needed to bind a non-loopback host
   --max-upload-bytes N  largest file upload accepted (env STRATA_MAX_UPLOAD_BYTES, default 1 GiB)
+  --max-snapshot-bytes N  largest directory snapshot (env STRATA_MAX_SNAPSHOT_BYTES, default 64 GiB)
+  --registry HOST[:PORT][/NAMESPACE]  where snapshots are pushed (env STRATA_REGISTRY)
+  --registry-user U / --registry-password P  credentials (env STRATA_REGISTRY_USER, STRATA_REGISTRY_PASSWORD)
+  --registry-insecure   plain HTTP to a non-loopback registry (loopback registries use HTTP already)
+  --auto-push           push every snapshot when it turns ready (env STRATA_AUTO_PUSH=1)
 `;
 
 export async function serve(args: string[]): Promise<number> {
@@ -24,6 +29,12 @@ export async function serve(args: string[]): Promise<number> {
     "docker-host": { type: "string" },
     "api-key": { type: "string" },
     "max-upload-bytes": { type: "string" },
+    "max-snapshot-bytes": { type: "string" },
+    registry: { type: "string" },
+    "registry-user": { type: "string" },
+    "registry-password": { type: "string" },
+    "registry-insecure": { type: "boolean" },
+    "auto-push": { type: "boolean" },
     help: { type: "boolean", short: "h" },
   } }));
   if (values.help) {
@@ -37,6 +48,15 @@ export async function serve(args: string[]): Promise<number> {
     dockerHost: values["docker-host"],
     apiKey: values["api-key"],
     maxUploadBytes: number(values["max-upload-bytes"], "--max-upload-bytes"),
+    maxSnapshotBytes: number(values["max-snapshot-bytes"], "--max-snapshot-bytes"),
+    registry: values.registry
+      ? parseRegistry(values.registry, {
+        username: values["registry-user"] ?? process.env.STRATA_REGISTRY_USER,
+        password: values["registry-password"] ?? process.env.STRATA_REGISTRY_PASSWORD,
+        insecure: values["registry-insecure"] ? true : undefined,
+      })
+      : undefined,
+    autoPush: values["auto-push"] ? true : undefined,
   });
   server.config.log({ event: "listening", url: server.url, home: server.config.home, engine: server.config.dockerHost });
   await new Promise<void>((resolve) => {

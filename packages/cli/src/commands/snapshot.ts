@@ -23,6 +23,9 @@ Commands:
                         write an archive (.tar.zst), with a progress bar
   import FILE           import an archive, with a progress bar
   reindex               rebuild the server's index from the manifests on disk
+  push REF [--repository NAME]
+                        push to the server's registry; prints the imageUri (restore it on any
+                        server with: strata sandbox create --image-uri URI)
 
 Restore with: strata sandbox create --snapshot REF
 Common options: --url URL (env STRATA_URL)  --api-key KEY (env STRATA_API_KEY)  --json
@@ -173,6 +176,25 @@ export async function snapshot(args: string[]): Promise<number> {
       bar.done(`imported ${result.imported.length}, already present ${result.skipped.length}`);
       if (values.json) printJson({ snapshot: result.snapshot.info, imported: result.imported, skipped: result.skipped });
       else process.stdout.write(`${result.snapshot.id}\n`);
+      return 0;
+    }
+    case "push": {
+      const { values, positionals } = usage(() => parseArgs({ args: rest, allowPositionals: true, options: { ...clientOptions, repository: { type: "string" } } }));
+      if (positionals.length !== 1) throw new UsageError("expected one REF");
+      const signal = interruptSignal();
+      const found = await client(values).snapshots.get(positionals[0]!, { signal });
+      const layers = new Map<string, { current: number; total: number }>();
+      const bar = transferBar(`push ${found.id}`);
+      await found.push({
+        repository: values.repository, signal,
+        onProgress: (event) => {
+          if (event.layer && event.total) layers.set(event.layer, { current: event.current ?? 0, total: event.total });
+          bar.update([...layers.values()].reduce((sum, l) => sum + l.current, 0));
+        },
+      });
+      bar.done(`-> ${found.info.imageUri}`);
+      if (values.json) printJson(found.info);
+      else process.stdout.write(`${found.info.imageUri}\n`);
       return 0;
     }
     case "reindex": {

@@ -10,6 +10,7 @@ export interface DockerRequest {
   /** A JSON value, or a stream sent as-is. */
   body?: unknown;
   contentType?: string;
+  headers?: Record<string, string>;
   signal?: AbortSignal;
 }
 
@@ -82,7 +83,7 @@ export class DockerClient {
   /** Sends a request and returns the reply with its body unread. */
   request(req: DockerRequest): Promise<DockerReply> {
     return new Promise((resolve, reject) => {
-      const clientRequest = http.request(this.options(req, this.headersFor(req)), (res) => {
+      const clientRequest = http.request(this.options(req, { ...this.headersFor(req), ...req.headers }), (res) => {
         resolve({ status: res.statusCode ?? 0, headers: res.headers, body: res });
       });
       clientRequest.on("error", reject);

@@ -4,7 +4,9 @@ import type { Readable } from "node:stream";
 import { DockerApiError, DockerClient, readText } from "./docker-client.js";
 import type {
   CommitSpec, ContainerInfo, ContainerSpec, ContainerState, Engine, ExecHandlers, ExecOutcome, ExecSpec, ImageInfo, ImageSummary, PathStat,
+  TransferProgress,
 } from "./engine.js";
+import { RegistryFailure } from "./engine.js";
 import { demultiplexer } from "./multiplex.js";
 
 interface DockerImage {
@@ -26,6 +28,16 @@ interface DockerContainerSummary {
   State: ContainerState;
   Status: string;
   Labels?: Record<string, string> | null;
+}
+
+/** Sorts the engine's registry error messages into what Strata reports. */
+function classifyRegistryError(message: string, status: number): RegistryFailure {
+  if (/connection refused|no such host|i\/o timeout|dial tcp|EOF|connection reset|server gave HTTP response/i.test(message)) {
+    return new RegistryFailure("unavailable", message);
+  }
+  if (/unauthorized|denied|authentication required|forbidden/i.test(message) || status === 401 || status === 403) return new RegistryFailure("denied", message);
+  if (/manifest unknown|not found|does not exist/i.test(message) || status === 404) return new RegistryFailure("not_found", message);
+  return new RegistryFailure("other", message);
 }
 
 function notFound(error: unknown): boolean {
@@ -305,6 +317,46 @@ export class DockerEngine implements Engine {
       const message = JSON.parse(line) as { error?: string; errorDetail?: { message?: string } };
       if (message.error) throw new DockerApiError(400, message.errorDetail?.message ?? message.error, "images/load");
     }
+  }
+
+  private async registryStream(
+    path: string, query: Record<string, string>, auth: string, onProgress?: (event: TransferProgress) => void, signal?: AbortSignal,
+  ): Promise<{ digest?: string }> {
+    const reply = await this.client.request({ method: "POST", path, query, headers: { "x-registry-auth": auth }, signal });
+    if (reply.status >= 400) throw classifyRegistryError(await readText(reply.body), reply.status);
+    let digest: string | undefined;
+    let buffered = "";
+    for await (const chunk of reply.body) {
+      buffered += (chunk as Buffer).toString("utf8");
+      let newline: number;
+      while ((newline = buffered.indexOf("\n")) >= 0) {
+        const line = buffered.slice(0, newline).trim();
+        buffered = buffered.slice(newline + 1);
+        if (!line) continue;
+        const message = JSON.parse(line) as {
+          status?: string; id?: string; progressDetail?: { current?: number; total?: number };
+          error?: string; errorDetail?: { message?: string }; aux?: { Digest?: string };
+        };
+        if (message.error) throw classifyRegistryError(message.errorDetail?.message ?? message.error, 0);
+        if (message.aux?.Digest) digest = message.aux.Digest;
+        const found = /digest: (sha256:[0-9a-f]{64})/.exec(message.status ?? "");
+        if (found) digest ??= found[1];
+        if (message.status) {
+          onProgress?.({ status: message.status, ...(message.id ? { layer: message.id } : {}), ...message.progressDetail });
+        }
+      }
+    }
+    return { digest };
+  }
+
+  async pushImage(repo: string, tag: string, auth: string, onProgress?: (event: TransferProgress) => void, signal?: AbortSignal): Promise<string> {
+    const { digest } = await this.registryStream(`/images/${repo}/push`, { tag }, auth, onProgress, signal);
+    if (!digest) throw new RegistryFailure("other", `the engine pushed ${repo}:${tag} but reported no digest`);
+    return digest;
+  }
+
+  async pullImage(reference: string, auth: string, onProgress?: (event: TransferProgress) => void, signal?: AbortSignal): Promise<void> {
+    await this.registryStream("/images/create", { fromImage: reference }, auth, onProgress, signal);
   }
 
   async tagImage(id: string, repo: string, tag: string): Promise<void> {

@@ -77,6 +77,21 @@ export interface CommitSpec {
   pause: boolean;
 }
 
+/** One progress message of a push or pull: a layer and its bytes so far. */
+export interface TransferProgress {
+  layer?: string;
+  status: string;
+  current?: number;
+  total?: number;
+}
+
+/** A failure reported by a registry through the engine. */
+export class RegistryFailure extends Error {
+  constructor(readonly reason: "unavailable" | "denied" | "not_found" | "other", message: string) {
+    super(message);
+  }
+}
+
 export interface Engine {
   /** The engine's version; throws when it does not answer. */
   version(): Promise<string>;
@@ -113,5 +128,9 @@ export interface Engine {
   /** Loads a `docker save` tar stream into the engine. */
   loadImages(tar: Readable, signal?: AbortSignal): Promise<void>;
   tagImage(id: string, repo: string, tag: string): Promise<void>;
+  /** Pushes repo:tag to its registry; returns the manifest digest the registry stored. */
+  pushImage(repo: string, tag: string, auth: string, onProgress?: (event: TransferProgress) => void, signal?: AbortSignal): Promise<string>;
+  /** Pulls `repo@digest` from its registry. */
+  pullImage(reference: string, auth: string, onProgress?: (event: TransferProgress) => void, signal?: AbortSignal): Promise<void>;
   close(): void;
 }

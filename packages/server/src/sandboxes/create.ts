@@ -7,6 +7,7 @@ import { engineError } from "../engine/errors.js";
 import type { ImageInfo } from "../engine/engine.js";
 import type { SandboxRow } from "../index/database.js";
 import { readySnapshot } from "../snapshots/find.js";
+import { snapshotFromImageUri } from "../snapshots/pull.js";
 import { applyDirectoryRestores, planDirectoryRestores } from "./restore-directories.js";
 import { toSandbox } from "./view.js";
 
@@ -19,21 +20,22 @@ interface Source {
 
 /** What the sandbox starts from: an image, or a ready snapshot's image, looked up here and never taken from the request. */
 async function resolveSource(ctx: Context, request: CreateSandboxRequest): Promise<Source> {
-  if (request.image && request.snapshotId) throw new StrataError("bad_request", "body/image and body/snapshotId exclude each other");
+  const given = [request.image, request.snapshotId, request.imageUri].filter((v) => v !== undefined).length;
+  if (given > 1) throw new StrataError("bad_request", "give one of body/image, body/snapshotId and body/imageUri");
   const inspect = (ref: string) =>
     ctx.engine.inspectImage(ref).catch((error) => {
       throw engineError(error, "inspect image");
     });
-  if (request.snapshotId) {
-    const snapshot = readySnapshot(ctx, request.snapshotId);
+  if (request.snapshotId || request.imageUri) {
+    const snapshot = request.imageUri ? await snapshotFromImageUri(ctx, request.imageUri) : readySnapshot(ctx, request.snapshotId!);
     if (snapshot.kind !== "container" || !snapshot.imageId) {
-      throw new StrataError("bad_request", `snapshot '${request.snapshotId}' is a ${snapshot.kind} snapshot, not a container snapshot`);
+      throw new StrataError("bad_request", `snapshot '${request.snapshotId ?? request.imageUri}' is a ${snapshot.kind} snapshot, not a container snapshot`);
     }
     const image = await inspect(snapshot.imageId);
     if (!image) throw new StrataError("image_not_found", `the image ${snapshot.imageId} of snapshot '${request.snapshotId}' is missing from the engine`);
     return { ref: snapshot.imageUri ?? snapshot.imageId, image, snapshot };
   }
-  if (!request.image) throw new StrataError("bad_request", "body/image or body/snapshotId is required");
+  if (!request.image) throw new StrataError("bad_request", "body/image, body/snapshotId or body/imageUri is required");
   const image = await inspect(request.image);
   if (!image) {
     throw new StrataError("image_not_found", `image '${request.image}' is not in the engine (Strata never pulls images by tag)`);
@@ -43,7 +45,7 @@ async function resolveSource(ctx: Context, request: CreateSandboxRequest): Promi
 
 export async function createSandbox(ctx: Context, request: CreateSandboxRequest): Promise<Sandbox> {
   const source = await resolveSource(ctx, request);
-  const directories = planDirectoryRestores(ctx, request.directorySnapshots);
+  const directories = await planDirectoryRestores(ctx, request.directorySnapshots);
   if (request.name && ctx.index.sandboxNameTaken(request.name)) {
     throw new StrataError("sandbox_name_taken", `a sandbox named '${request.name}' already exists`);
   }

@@ -6,6 +6,7 @@ import { pipeline } from "node:stream/promises";
 import { StrataError, type CreateSandboxRequest, type Snapshot } from "@strata/contract";
 import type { Context } from "../context.js";
 import { readySnapshot } from "../snapshots/find.js";
+import { snapshotFromImageUri } from "../snapshots/pull.js";
 import { ensureDirectory } from "./files.js";
 import { PassThrough } from "node:stream";
 
@@ -14,15 +15,19 @@ export interface DirectoryRestore {
   path: string;
 }
 
-/** Resolves and checks every entry; refuses bad paths and unknown snapshots before anything is made. */
-export function planDirectoryRestores(ctx: Context, entries: CreateSandboxRequest["directorySnapshots"]): DirectoryRestore[] {
+/**
+ * Resolves and checks every entry (pulling those given by imageUri); refuses
+ * bad paths and unknown snapshots before any container is made.
+ */
+export async function planDirectoryRestores(ctx: Context, entries: CreateSandboxRequest["directorySnapshots"]): Promise<DirectoryRestore[]> {
   const plan: DirectoryRestore[] = [];
   const seen = new Set<string>();
-  (entries ?? []).forEach((entry, i) => {
+  for (const [i, entry] of (entries ?? []).entries()) {
     const field = `body/directorySnapshots/${i}`;
-    const snapshot = readySnapshot(ctx, entry.snapshotId);
+    if (!!entry.snapshotId === !!entry.imageUri) throw new StrataError("bad_request", `${field} needs exactly one of snapshotId and imageUri`);
+    const snapshot = entry.imageUri ? await snapshotFromImageUri(ctx, entry.imageUri) : readySnapshot(ctx, entry.snapshotId!);
     if (snapshot.kind !== "directory" || !snapshot.contentDigest) {
-      throw new StrataError("bad_request", `${field}/snapshotId: '${entry.snapshotId}' is a ${snapshot.kind} snapshot, not a directory snapshot`);
+      throw new StrataError("bad_request", `${field}: '${entry.snapshotId ?? entry.imageUri}' is a ${snapshot.kind} snapshot, not a directory snapshot`);
     }
     const raw = entry.path ?? snapshot.path!;
     if (!raw.startsWith("/")) throw new StrataError("bad_request", `${field}/path must be absolute`);
@@ -36,7 +41,7 @@ export function planDirectoryRestores(ctx: Context, entries: CreateSandboxReques
       throw new StrataError("blob_corrupt", `the archive of snapshot '${entry.snapshotId}' is missing from the store`);
     }
     plan.push({ snapshot, path });
-  });
+  }
   // parents before children: fewer path segments first
   return plan.sort((a, b) => a.path.split("/").length - b.path.split("/").length);
 }

@@ -10,6 +10,7 @@ import { DockerApiError } from "../engine/docker-client.js";
 import { engineError } from "../engine/errors.js";
 import { findSandbox } from "../sandboxes/lifecycle.js";
 import { captureDirectory, checkDirectory } from "./capture-directory.js";
+import { pushSnapshot } from "./push.js";
 import type { ManifestV1 } from "./manifest.js";
 import { readyRecord } from "./store.js";
 
@@ -61,9 +62,14 @@ export async function createSnapshot(ctx: Context, sandboxRef: string, request: 
     ctx.index.deleteSnapshot(record.id);
     throw error;
   }
-  ctx.jobs.run(record.id, (signal) =>
-    kind === "directory" ? captureDirectoryJob(ctx, record, containerId, signal) : captureContainer(ctx, record, containerId, signal),
-  );
+  ctx.jobs.run(record.id, async (signal) => {
+    await (kind === "directory" ? captureDirectoryJob(ctx, record, containerId, signal) : captureContainer(ctx, record, containerId, signal));
+    if (ctx.config.autoPush && ctx.registry && !signal.aborted && ctx.index.findSnapshot(record.id)?.status === "ready") {
+      await pushSnapshot(ctx, record.id, { signal }).catch((error) =>
+        ctx.config.log({ event: "auto_push_failed", snapshotId: record.id, message: (error as Error).message }),
+      );
+    }
+  });
   return record;
 }
 

@@ -10,6 +10,8 @@ export interface ManifestV1 {
   parent: { id: string; digest: string | null } | null;
   baseImage: { ref: string; digest: string };
   labels: Record<string, string>;
+  /** Pulled from a registry rather than captured here. */
+  origin?: { imageUri: string };
   content: {
     /** Container and memory snapshots: the committed image. */
     imageId?: string;

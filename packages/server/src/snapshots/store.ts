@@ -31,6 +31,8 @@ export function readyRecord(manifest: ManifestV1, digest: string, state: Partial
     sizeBytes: manifest.content.sizeBytes,
     ...(manifest.content.imageSizeBytes !== undefined ? { imageSizeBytes: manifest.content.imageSizeBytes } : {}),
     ...(manifest.content.imageId ? { imageId: manifest.content.imageId, imageUri: state.imageUri ?? manifest.content.imageId } : {}),
+    ...(!manifest.content.imageId && state.imageUri ? { imageUri: state.imageUri } : {}),
+    ...(manifest.origin ? { origin: manifest.origin } : {}),
     ...(manifest.content.path ? { path: manifest.content.path } : {}),
     ...(manifest.content.exclude?.length ? { exclude: manifest.content.exclude } : {}),
     ...(manifest.content.blobDigest ? { contentDigest: manifest.content.blobDigest } : {}),
@@ -58,31 +60,31 @@ export class SnapshotStore {
     return join(this.root, id);
   }
 
-  /** Writes the mutable state of a snapshot (creating its directory). */
-  writeRecord(record: Snapshot): void {
-    const dir = this.dir(record.id);
-    if (!existsSync(dir)) {
-      mkdirSync(dir);
-      fsyncDirectory(this.root);
-    }
-    writeFileDurable(join(dir, "record.json"), `${JSON.stringify(record, null, 2)}\n`);
-  }
-
-  /** Writes the manifest and returns its digest. */
-  writeManifest(manifest: ManifestV1): string {
-    const bytes = manifestBytes(manifest);
-    writeFileDurable(join(this.dir(manifest.id), "manifest.json"), bytes);
-    return sha256(bytes);
-  }
-
-  /** Writes manifest bytes exactly as given (an import); returns their digest. */
-  writeManifestBytes(id: string, bytes: Buffer): string {
+  /** The snapshot's directory, made (durably) when missing. */
+  private ensureDir(id: string): string {
     const dir = this.dir(id);
     if (!existsSync(dir)) {
       mkdirSync(dir);
       fsyncDirectory(this.root);
     }
-    writeFileDurable(join(dir, "manifest.json"), bytes);
+    return dir;
+  }
+
+  /** Writes the mutable state of a snapshot. */
+  writeRecord(record: Snapshot): void {
+    writeFileDurable(join(this.ensureDir(record.id), "record.json"), `${JSON.stringify(record, null, 2)}\n`);
+  }
+
+  /** Writes the manifest and returns its digest. */
+  writeManifest(manifest: ManifestV1): string {
+    const bytes = manifestBytes(manifest);
+    writeFileDurable(join(this.ensureDir(manifest.id), "manifest.json"), bytes);
+    return sha256(bytes);
+  }
+
+  /** Writes manifest bytes exactly as given (an import); returns their digest. */
+  writeManifestBytes(id: string, bytes: Buffer): string {
+    writeFileDurable(join(this.ensureDir(id), "manifest.json"), bytes);
     return sha256(bytes);
   }
 

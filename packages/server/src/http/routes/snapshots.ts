@@ -1,6 +1,6 @@
 // HTTP routes of snapshots and gc.
-import type { Readable } from "node:stream";
-import { routes, StrataError, type CreateSnapshotRequest, type ListSnapshotsQuery } from "@strata/contract";
+import { PassThrough, type Readable } from "node:stream";
+import { routes, StrataError, type CreateSnapshotRequest, type ListSnapshotsQuery, type PushEvent } from "@strata/contract";
 import type { FastifyInstance } from "fastify";
 import type { Context } from "../../context.js";
 import { createSnapshot } from "../../snapshots/create.js";
@@ -11,6 +11,9 @@ import { verifySnapshot } from "../../snapshots/verify.js";
 import { exportSnapshot } from "../../snapshots/export.js";
 import { importArchive } from "../../snapshots/import.js";
 import { reindexSnapshots } from "../../snapshots/recover.js";
+import { pushSnapshot } from "../../snapshots/push.js";
+import { readySnapshot } from "../../snapshots/find.js";
+import { toStrataError } from "../errors.js";
 import type { Idempotency } from "../idempotency.js";
 import { route } from "../route.js";
 
@@ -62,6 +65,30 @@ export function snapshotRoutes(app: FastifyInstance, ctx: Context, idempotency: 
     request.raw.on("aborted", () => controller.abort());
     const result = await importArchive(ctx, request.body as Readable, controller.signal);
     return reply.status(201).send(result);
+  });
+
+  route(app, routes.pushSnapshot, async (request, reply) => {
+    const id = (request.params as IdParams).id;
+    const body = (request.body ?? {}) as { repository?: string };
+    const controller = new AbortController();
+    reply.raw.on("close", () => {
+      if (!reply.raw.writableFinished) controller.abort();
+    });
+    if (!(request.headers.accept ?? "").includes("application/x-ndjson")) {
+      return pushSnapshot(ctx, id, { repository: body.repository, signal: controller.signal });
+    }
+    // Streaming form: progress as the engine reports it, then the snapshot.
+    readySnapshot(ctx, id);
+    const out = new PassThrough();
+    const emit = (event: PushEvent) => out.write(`${JSON.stringify(event)}\n`);
+    pushSnapshot(ctx, id, { repository: body.repository, signal: controller.signal, onProgress: (p) => emit({ type: "progress", ...p }) })
+      .then((snapshot) => emit({ type: "done", snapshot }))
+      .catch((error) => {
+        const strataError = toStrataError(error);
+        emit({ type: "error", code: strataError.code, message: strataError.message });
+      })
+      .finally(() => out.end());
+    return reply.type("application/x-ndjson").header("cache-control", "no-store").send(out);
   });
 
   route(app, routes.reindexSnapshots, async () => reindexSnapshots(ctx));

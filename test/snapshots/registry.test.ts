@@ -1,0 +1,124 @@
+// Snapshots cross servers through a real registry on loopback: server A pushes,
+// server B (its own home) restores from imageUri.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { parseRegistry } from "@strata/server";
+import { baseImage, errorCode, startTestServer, type TestServer } from "../harness.js";
+import { startRegistry, type TestRegistry } from "../registry.js";
+
+let registry: TestRegistry;
+let a: TestServer;
+let b: TestServer;
+before(async () => {
+  registry = await startRegistry();
+  a = await startTestServer({ registry: parseRegistry(`${registry.host}/team`) });
+  b = await startTestServer();
+});
+after(async () => {
+  await a.close();
+  await b.close();
+  await registry.close();
+});
+
+test("a container snapshot pushed by one server restores on another from its imageUri", async () => {
+  const source = await a.strata.sandboxes.create({ image: baseImage, env: { FROM: "server-a" } });
+  await source.exec("mkdir -p /work && echo crossed > /work/file && head -c 2000000 /dev/urandom > /work/bin && md5sum /work/bin > /work/sum");
+  const snapshot = await (await source.snapshot({ name: "to-push" })).waitUntilReady();
+  const events: string[] = [];
+  await snapshot.push({ onProgress: (event) => events.push(event.status) });
+  const uri = snapshot.info.imageUri!;
+  assert.match(uri, new RegExp(`^${registry.host.replace(/\./g, "\\.")}/team/strata-snapshots@sha256:[0-9a-f]{64}$`));
+  assert.ok(events.length > 0, "progress was reported");
+  assert.equal((await a.strata.snapshots.get("to-push")).info.imageUri, uri);
+
+  // the image leaves the engine: B must pull it
+  await source.delete();
+  const imageId = snapshot.info.imageId!;
+  await snapshot.delete();
+  assert.equal(await a.server.context.engine.inspectImage(imageId), null);
+
+  const restored = await b.strata.sandboxes.create({ imageUri: uri });
+  assert.equal((await restored.exec("cat /work/file")).stdout, "crossed\n");
+  assert.equal((await restored.exec("cd /work && md5sum -c sum")).exitCode, 0);
+  assert.equal((await restored.exec("echo $FROM")).stdout, "server-a\n");
+  const local = await b.strata.snapshots.get(restored.info.snapshotId!);
+  assert.equal(local.info.origin?.imageUri, uri);
+  assert.equal(local.info.imageId, imageId);
+  // lineage carries on
+  const child = await (await restored.snapshot()).waitUntilReady();
+  assert.equal(child.info.parent, local.id);
+  // a second restore uses the local record, no second pull
+  const again = await b.strata.sandboxes.create({ imageUri: uri });
+  assert.equal(again.info.snapshotId, local.id);
+  for (const s of [restored, again]) await s.delete();
+  await child.delete();
+  await local.delete();
+});
+
+test("a directory snapshot crosses the same way", async () => {
+  const source = await a.strata.sandboxes.create({ image: baseImage });
+  await source.exec("mkdir -p /cfg/sub && echo dir-crossed > /cfg/sub/f && chmod 600 /cfg/sub/f");
+  const snapshot = await (await source.snapshotDirectory("/cfg")).waitUntilReady();
+  await snapshot.push({ repository: "dirs" });
+  const uri = snapshot.info.imageUri!;
+  assert.match(uri, /\/team\/dirs@sha256:[0-9a-f]{64}$/);
+  await source.delete();
+  await snapshot.delete();
+
+  const restored = await b.strata.sandboxes.create({ image: baseImage, directorySnapshots: [{ imageUri: uri }] });
+  assert.equal((await restored.exec("cat /cfg/sub/f")).stdout, "dir-crossed\n");
+  assert.equal((await restored.exec("stat -c %a /cfg/sub/f")).stdout, "600\n");
+  const elsewhere = await b.strata.sandboxes.create({ image: baseImage, directorySnapshots: [{ imageUri: uri, path: "/moved" }] });
+  assert.equal((await elsewhere.exec("cat /moved/sub/f")).stdout, "dir-crossed\n");
+  const local = (await b.strata.snapshots.list({ kind: "directory" })).snapshots.find((s) => s.info.origin?.imageUri === uri)!;
+  assert.equal(local.info.contentDigest, snapshot.info.contentDigest);
+  for (const s of [restored, elsewhere]) await s.delete();
+  await local.delete();
+});
+
+test("refusals: no digest, unknown digest, no registry, registry down; nothing left behind", async () => {
+  const containers = await b.containers();
+  const snapshots = (await b.strata.snapshots.list()).snapshots.length;
+  assert.equal(await errorCode(b.strata.sandboxes.create({ imageUri: `${registry.host}/team/strata-snapshots:latest` })), "bad_request");
+  assert.equal(await errorCode(b.strata.sandboxes.create({ imageUri: `${registry.host}/team/strata-snapshots@sha256:${"0".repeat(64)}` })), "image_not_found");
+  assert.equal(await errorCode(b.strata.sandboxes.create({ image: baseImage, directorySnapshots: [{ imageUri: `${registry.host}/team/dirs@sha256:${"1".repeat(64)}` }] })), "image_not_found");
+
+  const source = await b.strata.sandboxes.create({ image: baseImage });
+  const unpushable = await (await source.snapshot()).waitUntilReady();
+  assert.equal(await errorCode(unpushable.push()), "registry_not_configured");
+  await unpushable.delete();
+  await source.delete();
+
+  const pusher = await a.strata.sandboxes.create({ image: baseImage });
+  const pending = await (await pusher.snapshot()).waitUntilReady();
+  await registry.stop();
+  try {
+    assert.equal(await errorCode(pending.push()), "registry_unavailable");
+    assert.equal(await errorCode(b.strata.sandboxes.create({ imageUri: `${registry.host}/team/strata-snapshots@sha256:${"2".repeat(64)}` })), "registry_unavailable");
+  } finally {
+    await registry.start();
+  }
+  assert.equal((await pending.refresh()).imageUri, pending.info.imageId);
+  assert.equal(await b.containers(), containers);
+  assert.equal((await b.strata.snapshots.list()).snapshots.length, snapshots);
+  await pending.delete();
+  await pusher.delete();
+});
+
+test("--auto-push pushes every snapshot once it is ready", async () => {
+  const auto = await startTestServer({ registry: parseRegistry(registry.host), autoPush: true });
+  try {
+    const source = await auto.strata.sandboxes.create({ image: baseImage });
+    const snapshot = await (await source.snapshot()).waitUntilReady();
+    let uri = snapshot.info.imageUri;
+    for (let i = 0; i < 100 && !uri?.includes("@"); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      uri = (await snapshot.refresh()).imageUri;
+    }
+    assert.match(uri!, new RegExp(`^${registry.host.replace(/\./g, "\\.")}/strata-snapshots@sha256:`));
+    await source.delete();
+    await snapshot.delete();
+  } finally {
+    await auto.close();
+  }
+});
