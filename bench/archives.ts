@@ -38,8 +38,8 @@ export async function benchArchives(strata: Strata, image: string, runs = 3): Pr
   );
   const mb = (snapshot.info.imageSizeBytes ?? 0) / 1e6;
   const result: Row[] = [{
-    scenario: `export, ${(mb / 1000).toFixed(2)} GB image`, ...exportRun, ratio: exportRun.strataMs / exportRun.engineMs, target: 1.25, runs,
-    note: `throughput ratio ${(exportRun.engineMs / exportRun.strataMs).toFixed(2)} (target >= 0.8); archive ${(statSync(ours).size / 1e6).toFixed(0)} MB vs ${(statSync(theirs).size / 1e6).toFixed(0)} MB`,
+    scenario: "export, ~1 GB image", ...exportRun, ratio: exportRun.strataMs / exportRun.engineMs, target: 1.25, runs,
+    note: `${(mb / 1000).toFixed(2)} GB; throughput ratio ${(exportRun.engineMs / exportRun.strataMs).toFixed(2)} (target >= 0.8); archive ${(statSync(ours).size / 1e6).toFixed(0)} MB vs ${(statSync(theirs).size / 1e6).toFixed(0)} MB`,
   }];
 
   // Import needs the image gone from the engine before each run.
@@ -60,8 +60,8 @@ export async function benchArchives(strata: Strata, image: string, runs = 3): Pr
     1,
   );
   result.push({
-    scenario: `import, ${(mb / 1000).toFixed(2)} GB image`, ...importRun, ratio: importRun.strataMs / importRun.engineMs, target: 1.25, runs,
-    note: `throughput ratio ${(importRun.engineMs / importRun.strataMs).toFixed(2)} (target >= 0.8)`,
+    scenario: "import, ~1 GB image", ...importRun, ratio: importRun.strataMs / importRun.engineMs, target: 1.25, runs,
+    note: `${(mb / 1000).toFixed(2)} GB; throughput ratio ${(importRun.engineMs / importRun.strataMs).toFixed(2)} (target >= 0.8)`,
   });
   rmSync(dir, { recursive: true, force: true });
   return result;

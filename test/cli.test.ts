@@ -122,3 +122,23 @@ test("export and import an archive from the command line", async () => {
   await strata("snapshot", "rm", "cli-carry");
   rmSync(dir, { recursive: true, force: true });
 });
+
+test("build a snapshot from a directory with the log printed live", async () => {
+  const { mkdtempSync, writeFileSync, rmSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const { join } = await import("node:path");
+  const dir = mkdtempSync(join(tmpdir(), "strata-cli-build-"));
+  writeFileSync(join(dir, "Dockerfile"), `FROM ${baseImage}\nARG WHO\nRUN echo "built by $WHO" > /who\n`);
+  const built = await strata("build", dir, "--name", "cli-built", "--build-arg", "WHO=cli", "--json");
+  assert.equal(built.code, 0, built.stderr);
+  assert.match(built.stdout, /Step 1\/\d+ : FROM/);
+  const id = (await strata("sandbox", "create", "--snapshot", "cli-built")).stdout.trim();
+  assert.equal((await strata("sandbox", "exec", id, "--", "cat", "/who")).stdout, "built by cli\n");
+  await strata("sandbox", "rm", id);
+  writeFileSync(join(dir, "Dockerfile"), `FROM ${baseImage}\nRUN exit 4\n`);
+  const failed = await strata("build", dir);
+  assert.equal(failed.code, 1);
+  assert.match(failed.stderr, /build_failed/);
+  await strata("snapshot", "rm", "cli-built");
+  rmSync(dir, { recursive: true, force: true });
+});

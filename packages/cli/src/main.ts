@@ -4,6 +4,7 @@ import { StrataError } from "@strata/sdk";
 import { sandbox, sandboxHelp } from "./commands/sandbox.js";
 import { serve, serveHelp } from "./commands/serve.js";
 import { gc, snapshot, snapshotHelp } from "./commands/snapshot.js";
+import { build, buildHelp } from "./commands/build.js";
 import { UsageError } from "./options.js";
 
 const help = `Usage: strata <command> [options]
@@ -14,6 +15,7 @@ Commands:
   serve      start the server (strata serve --help)
   sandbox    create, list, exec in and remove sandboxes (strata sandbox --help)
   snapshot   capture, list, inspect and remove snapshots (strata snapshot --help)
+  build      build a snapshot from a directory or tar, log printed live (strata build --help)
   gc         remove engine images and files no snapshot owns
 
 Clients talk to --url (env STRATA_URL, default http://127.0.0.1:7420).
@@ -32,6 +34,8 @@ async function main(argv: string[]): Promise<number> {
       return snapshot(rest);
     case "gc":
       return gc(rest);
+    case "build":
+      return build(rest);
     case undefined:
     case "help":
     case "--help":
@@ -49,7 +53,7 @@ main(process.argv.slice(2)).then(
   },
   (error: unknown) => {
     if (error instanceof UsageError) {
-      process.stderr.write(`strata: ${error.message}\n\n${process.argv[2] === "serve" ? serveHelp : process.argv[2] === "sandbox" ? sandboxHelp : process.argv[2] === "snapshot" ? snapshotHelp : help}`);
+      process.stderr.write(`strata: ${error.message}\n\n${process.argv[2] === "serve" ? serveHelp : process.argv[2] === "sandbox" ? sandboxHelp : process.argv[2] === "snapshot" ? snapshotHelp : process.argv[2] === "build" ? buildHelp : help}`);
       process.exitCode = 2;
     } else if (error instanceof StrataError) {
       process.stderr.write(`strata: ${error.message} (${error.code})\n`);

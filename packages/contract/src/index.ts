@@ -2,6 +2,7 @@
 export * from "./errors.js";
 export * from "./sandbox.js";
 export * from "./snapshot.js";
+export * from "./build.js";
 export { ErrorReply, Health } from "./common.js";
 export { routes, type RouteSpec, type RouteName, type RawReply } from "./routes.js";
 export { openApiDocument, openApiYaml } from "./openapi.js";

@@ -3,6 +3,7 @@
 // generated from this table.
 import type { TSchema } from "@sinclair/typebox";
 import { ErrorReply, Health } from "./common.js";
+import { Build, BuildAccepted, BuildParams } from "./build.js";
 import {
   CreateSandboxRequest,
   ExecRequest,
@@ -175,6 +176,30 @@ export const routes = {
     method: "POST", url: "/v1/snapshots/reindex", operationId: "reindexSnapshots", tag: "snapshots",
     summary: "Rebuild the index from the manifests on disk, skipping and reporting malformed ones.",
     replies: { 200: ReindexReport },
+  },
+  createBuild: {
+    method: "POST", url: "/v1/builds", operationId: "createBuild", tag: "builds",
+    summary: "Queue a build (multipart: context as tar or tar.gz, dockerfile?, buildArgs? as JSON, name?, labels? as JSON, replace?); it ends as a ready container snapshot.",
+    rawBody: ["multipart/form-data"],
+    replies: { 202: BuildAccepted },
+  },
+  getBuild: {
+    method: "GET", url: "/v1/builds/:id", operationId: "getBuild", tag: "builds",
+    summary: "A build's state.",
+    params: BuildParams,
+    replies: { 200: Build },
+  },
+  cancelBuild: {
+    method: "DELETE", url: "/v1/builds/:id", operationId: "cancelBuild", tag: "builds",
+    summary: "Cancel a build: it stops, nothing it made is left, its log ends with an error event (code cancelled).",
+    params: BuildParams,
+    replies: { 200: Build },
+  },
+  buildLogs: {
+    method: "GET", url: "/v1/builds/:id/logs", operationId: "buildLogs", tag: "builds",
+    summary: "Server-Sent Events: `log` events (one per line, with ids), then one `done` (the snapshot) or `error`. The whole log is kept; Last-Event-ID resumes after that event.",
+    params: BuildParams,
+    replies: { 200: { raw: ["text/event-stream"], description: "BuildLogEvent data in SSE events" } },
   },
   gc: {
     method: "POST", url: "/v1/gc", operationId: "gc", tag: "server",

@@ -14,3 +14,4 @@ export {
   UploadResult,
 } from "./sandbox.js";
 export { BaseImage, CreateSnapshotRequest, GcReport, Snapshot, SnapshotError, SnapshotKind, SnapshotList, SnapshotStatus, VerifyPart, VerifyReport, ImportResult, ReindexReport, PushEvent } from "./snapshot.js";
+export { Build, BuildAccepted, BuildLogEvent, BuildStatus } from "./build.js";

@@ -10,3 +10,6 @@ export type {
   CreateSandboxRequest, ExecResult, GcReport, Isolation, Resources, Sandbox as SandboxInfo, SandboxStatus, UploadResult,
   Snapshot as SnapshotInfo, SnapshotKind, SnapshotStatus, VerifyReport, ImportResult, ReindexReport,
 } from "@strata/contract";
+export { packContext, type BuildOptions } from "./build.js";
+export { withRetry, isTransient, type RetryOptions } from "./retry.js";
+export type { Build, BuildStatus } from "@strata/contract";

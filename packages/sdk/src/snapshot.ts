@@ -4,6 +4,7 @@ import {
   type SnapshotStatus, type VerifyReport, type PushEvent,
 } from "@strata/contract";
 import type { Body, CallOptions, Http } from "./http.js";
+import { runBuild, type BuildOptions } from "./build.js";
 
 export interface WaitOptions extends CallOptions {
   /** Called each time the server reports the snapshot's state while waiting. */
@@ -198,6 +199,16 @@ export class Snapshots {
     });
     if (archive instanceof Uint8Array) options.onProgress?.(archive.byteLength);
     return { snapshot: new Snapshot(this.http, reply.snapshot), imported: reply.imported, skipped: reply.skipped };
+  }
+
+  /**
+   * Builds a snapshot from a build context (a directory, packed honouring
+   * .dockerignore; or a tar / tar.gz). Streams the log to `onLog`, reconnects
+   * and retries transient failures, cancels the build when `signal` aborts,
+   * and resolves to the ready snapshot.
+   */
+  async build(options: BuildOptions): Promise<Snapshot> {
+    return runBuild(this.http, options);
   }
 
   /** Rebuilds the server's index from the manifests on disk. */

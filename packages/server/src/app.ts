@@ -18,6 +18,9 @@ import { fileRoutes } from "./http/routes/files.js";
 import { sandboxRoutes } from "./http/routes/sandboxes.js";
 import { snapshotRoutes } from "./http/routes/snapshots.js";
 import { Idempotency } from "./http/idempotency.js";
+import multipart from "@fastify/multipart";
+import { Builds } from "./builds/builds.js";
+import { buildRoutes } from "./http/routes/builds.js";
 import { Jobs } from "./snapshots/jobs.js";
 import { recoverSnapshots } from "./snapshots/recover.js";
 import { SnapshotStore } from "./snapshots/store.js";
@@ -49,7 +52,7 @@ function serverId(home: string): string {
   }
 }
 
-function buildHttp(ctx: Context): FastifyInstance {
+async function buildHttp(ctx: Context, builds: Builds): Promise<FastifyInstance> {
   const app = Fastify({
     logger: false,
     bodyLimit: 64 * 1024 * 1024,
@@ -81,6 +84,8 @@ function buildHttp(ctx: Context): FastifyInstance {
   sandboxRoutes(app, ctx, idempotency);
   fileRoutes(app, ctx);
   snapshotRoutes(app, ctx, idempotency);
+  await app.register(multipart, { limits: { fileSize: ctx.config.maxContextBytes, files: 1, fields: 16, fieldSize: 1024 * 1024 } });
+  buildRoutes(app, builds);
   return app;
 }
 
@@ -108,7 +113,8 @@ export async function startServer(options: Partial<ServerConfig> = {}, engineOve
   await recoverSandboxes(context);
   index.expireReplies(new Date(Date.now() - 24 * 3600 * 1000).toISOString());
   const expiry = startExpiry(context);
-  const app = buildHttp(context);
+  const builds = new Builds(context, config.maxConcurrentBuilds);
+  const app = await buildHttp(context, builds);
   try {
     await app.listen({ port: config.port, host: config.host });
   } catch (error) {
@@ -128,6 +134,7 @@ export async function startServer(options: Partial<ServerConfig> = {}, engineOve
     async close() {
       expiry.stop();
       await app.close();
+      await builds.drain();
       await context.jobs.drain();
       index.close();
       engine.close();

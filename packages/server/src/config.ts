@@ -20,6 +20,10 @@ export interface ServerConfig {
   maxExecOutputBytes: number;
   /** How often expired sandboxes are looked for. */
   expirySweepMs: number;
+  /** Builds run at once; the rest wait in a queue. */
+  maxConcurrentBuilds: number;
+  /** Largest build context accepted. */
+  maxContextBytes: number;
   /** Where snapshots are pushed; none by default. */
   registry?: RegistryConfig;
   /** Push every snapshot to the registry when it turns ready. */
@@ -47,6 +51,8 @@ export function resolveConfig(options: Partial<ServerConfig> = {}): ServerConfig
     maxSnapshotBytes: options.maxSnapshotBytes ?? (env.STRATA_MAX_SNAPSHOT_BYTES ? Number(env.STRATA_MAX_SNAPSHOT_BYTES) : 64 * 1024 ** 3),
     maxExecOutputBytes: options.maxExecOutputBytes ?? 16 * 1024 * 1024,
     expirySweepMs: options.expirySweepMs ?? 1000,
+    maxConcurrentBuilds: options.maxConcurrentBuilds ?? (env.STRATA_MAX_BUILDS ? Number(env.STRATA_MAX_BUILDS) : 2),
+    maxContextBytes: options.maxContextBytes ?? (env.STRATA_MAX_CONTEXT_BYTES ? Number(env.STRATA_MAX_CONTEXT_BYTES) : 2 * 1024 ** 3),
     registry: options.registry ?? (env.STRATA_REGISTRY
       ? parseRegistry(env.STRATA_REGISTRY, {
         username: env.STRATA_REGISTRY_USER, password: env.STRATA_REGISTRY_PASSWORD,

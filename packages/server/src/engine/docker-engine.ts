@@ -4,17 +4,20 @@ import type { Readable } from "node:stream";
 import { DockerApiError, DockerClient, readText } from "./docker-client.js";
 import type {
   CommitSpec, ContainerInfo, ContainerSpec, ContainerState, Engine, ExecHandlers, ExecOutcome, ExecSpec, ImageInfo, ImageSummary, PathStat,
-  TransferProgress,
+  TransferProgress, BuildSpec,
 } from "./engine.js";
+import { BuildFailure } from "./engine.js";
 import { RegistryFailure } from "./engine.js";
 import { demultiplexer } from "./multiplex.js";
 
 interface DockerImage {
   Id: string;
+  RepoTags?: string[] | null;
   RepoDigests?: string[] | null;
   Size?: number;
   Config?: { Cmd?: string[] | null; Entrypoint?: string[] | null; Env?: string[] | null };
   RootFS?: { Layers?: string[] | null };
+  Architecture?: string;
 }
 
 interface DockerContainer {
@@ -102,12 +105,14 @@ export class DockerEngine implements Engine {
       const image = await this.client.json<DockerImage>({ method: "GET", path: `/images/${encodeURIComponent(ref)}/json` });
       return {
         id: image.Id,
+        repoTags: image.RepoTags ?? [],
         repoDigests: image.RepoDigests ?? [],
         cmd: image.Config?.Cmd ?? null,
         entrypoint: image.Config?.Entrypoint ?? null,
         env: image.Config?.Env ?? [],
         sizeBytes: image.Size ?? 0,
         layers: image.RootFS?.Layers ?? [],
+        architecture: image.Architecture ?? "unknown",
       };
     } catch (error) {
       if (notFound(error) || (error instanceof DockerApiError && error.status === 400)) return null;
@@ -357,6 +362,57 @@ export class DockerEngine implements Engine {
 
   async pullImage(reference: string, auth: string, onProgress?: (event: TransferProgress) => void, signal?: AbortSignal): Promise<void> {
     await this.registryStream("/images/create", { fromImage: reference }, auth, onProgress, signal);
+  }
+
+  async build(context: Readable, spec: BuildSpec, onLine: (line: string) => void, signal?: AbortSignal): Promise<string> {
+    const reply = await this.client.request({
+      method: "POST",
+      path: "/build",
+      query: {
+        dockerfile: spec.dockerfile,
+        buildargs: JSON.stringify(spec.buildArgs),
+        labels: JSON.stringify(spec.labels),
+        t: spec.tag,
+        rm: true,
+        forcerm: true,
+        pull: false,
+      },
+      body: context,
+      contentType: "application/x-tar",
+      signal,
+    });
+    if (reply.status >= 400) throw new BuildFailure(JSON.parse(await readText(reply.body) || "{}").message ?? `build refused (${reply.status})`);
+    let imageId: string | undefined;
+    let pending = "";
+    let buffered = "";
+    const emit = (text: string) => {
+      pending += text;
+      let newline: number;
+      while ((newline = pending.indexOf("\n")) >= 0) {
+        onLine(pending.slice(0, newline).replace(/\r$/, ""));
+        pending = pending.slice(newline + 1);
+      }
+    };
+    for await (const chunk of reply.body) {
+      buffered += (chunk as Buffer).toString("utf8");
+      let newline: number;
+      while ((newline = buffered.indexOf("\n")) >= 0) {
+        const line = buffered.slice(0, newline).trim();
+        buffered = buffered.slice(newline + 1);
+        if (!line) continue;
+        const message = JSON.parse(line) as { stream?: string; status?: string; error?: string; errorDetail?: { message?: string }; aux?: { ID?: string } };
+        if (message.stream) emit(message.stream);
+        if (message.status) emit(`${message.status}\n`);
+        if (message.aux?.ID) imageId = message.aux.ID;
+        if (message.error) {
+          if (pending) emit("\n");
+          throw new BuildFailure(message.errorDetail?.message ?? message.error);
+        }
+      }
+    }
+    if (pending) emit("\n");
+    if (!imageId) throw new BuildFailure("the engine finished the build without an image");
+    return imageId;
   }
 
   async tagImage(id: string, repo: string, tag: string): Promise<void> {

@@ -4,6 +4,7 @@ import type { Readable } from "node:stream";
 
 export interface ImageInfo {
   id: string;
+  repoTags: string[];
   repoDigests: string[];
   cmd: string[] | null;
   entrypoint: string[] | null;
@@ -11,6 +12,7 @@ export interface ImageInfo {
   sizeBytes: number;
   /** Diff ids of the layers, bottom first. */
   layers: string[];
+  architecture: string;
 }
 
 export interface ContainerSpec {
@@ -92,6 +94,16 @@ export class RegistryFailure extends Error {
   }
 }
 
+export interface BuildSpec {
+  dockerfile: string;
+  buildArgs: Record<string, string>;
+  labels: Record<string, string>;
+  tag: string;
+}
+
+/** A build the engine ran and that failed (a RUN step, a bad instruction). */
+export class BuildFailure extends Error {}
+
 export interface Engine {
   /** The engine's version; throws when it does not answer. */
   version(): Promise<string>;
@@ -128,6 +140,12 @@ export interface Engine {
   /** Loads a `docker save` tar stream into the engine. */
   loadImages(tar: Readable, signal?: AbortSignal): Promise<void>;
   tagImage(id: string, repo: string, tag: string): Promise<void>;
+  /**
+   * Builds an image from a context tar (plain or gzip) with the engine's build
+   * API; each output line goes to onLine. Resolves to the image id; the engine
+   * cancels the build when the signal aborts.
+   */
+  build(context: Readable, spec: BuildSpec, onLine: (line: string) => void, signal?: AbortSignal): Promise<string>;
   /** Pushes repo:tag to its registry; returns the manifest digest the registry stored. */
   pushImage(repo: string, tag: string, auth: string, onProgress?: (event: TransferProgress) => void, signal?: AbortSignal): Promise<string>;
   /** Pulls `repo@digest` from its registry. */

@@ -1,0 +1,115 @@
+// HTTP routes of builds: a multipart upload in, Server-Sent Events out.
+import { createWriteStream } from "node:fs";
+import { pipeline } from "node:stream/promises";
+import { routes, StrataError, type BuildLogEvent } from "@strata/contract";
+import type { FastifyInstance, FastifyRequest } from "fastify";
+import type { Builds, BuildRequest } from "../../builds/builds.js";
+import { normalizeDockerfilePath, readDockerfile } from "../../builds/context.js";
+import { route } from "../route.js";
+
+type IdParams = { id: string };
+
+function parseJsonField(name: string, value: string): Record<string, string> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value);
+  } catch {
+    throw new StrataError("bad_request", `${name} must be a JSON object of strings`);
+  }
+  if (!parsed || typeof parsed !== "object" || Array.isArray(parsed) || !Object.values(parsed).every((v) => typeof v === "string")) {
+    throw new StrataError("bad_request", `${name} must be a JSON object of strings`);
+  }
+  return parsed as Record<string, string>;
+}
+
+/** Reads the multipart form: the context goes to disk as it streams, fields are collected. */
+async function readForm(request: FastifyRequest, contextFile: string): Promise<{ fields: Record<string, string>; hasContext: boolean }> {
+  const fields: Record<string, string> = {};
+  let hasContext = false;
+  try {
+    for await (const part of request.parts()) {
+      if (part.type === "file") {
+        if (part.fieldname !== "context" || hasContext) {
+          part.file.resume();
+          throw new StrataError("bad_request", `unexpected file field '${part.fieldname}' (send the context once, as 'context')`);
+        }
+        hasContext = true;
+        await pipeline(part.file, createWriteStream(contextFile));
+        if (part.file.truncated) throw new StrataError("context_too_large", "the build context is over the server's limit");
+      } else {
+        fields[part.fieldname] = String(part.value);
+      }
+    }
+  } catch (error) {
+    if ((error as { code?: string }).code === "FST_REQ_FILE_TOO_LARGE") {
+      throw new StrataError("context_too_large", "the build context is over the server's limit");
+    }
+    if ((error as { code?: string }).code === "FST_INVALID_MULTIPART_CONTENT_TYPE") {
+      throw new StrataError("unsupported_media_type", "send the build as multipart/form-data");
+    }
+    throw error;
+  }
+  return { fields, hasContext };
+}
+
+export function buildRoutes(app: FastifyInstance, builds: Builds): void {
+  route(app, routes.createBuild, async (request, reply) => {
+    const { id, contextFile } = builds.reserve();
+    try {
+      const { fields, hasContext } = await readForm(request, contextFile);
+      if (!hasContext) throw new StrataError("bad_request", "the 'context' file field is required");
+      const known = new Set(["dockerfile", "buildArgs", "name", "labels", "replace"]);
+      for (const key of Object.keys(fields)) if (!known.has(key)) throw new StrataError("bad_request", `unknown field '${key}'`);
+      const name = fields.name;
+      if (name !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(name)) throw new StrataError("bad_request", "name must be a bare identifier of at most 128 characters");
+      const dockerfile = normalizeDockerfilePath(fields.dockerfile ?? "Dockerfile");
+      const buildRequest: BuildRequest = {
+        dockerfile,
+        dockerfileText: await readDockerfile(contextFile, dockerfile),
+        buildArgs: fields.buildArgs ? parseJsonField("buildArgs", fields.buildArgs) : {},
+        ...(name ? { name } : {}),
+        labels: fields.labels ? parseJsonField("labels", fields.labels) : {},
+        replace: fields.replace === "true",
+      };
+      const build = builds.enqueue(id, contextFile, buildRequest);
+      return reply.status(202).send({ buildId: id, build });
+    } catch (error) {
+      builds.discard(id);
+      throw error;
+    }
+  });
+
+  route(app, routes.getBuild, async (request) => builds.get((request.params as IdParams).id));
+
+  route(app, routes.cancelBuild, async (request) => builds.cancel((request.params as IdParams).id));
+
+  route(app, routes.buildLogs, async (request, reply) => {
+    const id = (request.params as IdParams).id;
+    const lastHeader = request.headers["last-event-id"];
+    const after = typeof lastHeader === "string" && /^\d+$/.test(lastHeader) ? Number(lastHeader) : 0;
+    const backlog = builds.eventsAfter(id, after);
+    reply.hijack();
+    const res = reply.raw;
+    res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive", "x-accel-buffering": "no" });
+    const send = (eventId: number, event: BuildLogEvent) => {
+      res.write(`id: ${eventId}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
+      if (event.type !== "log") res.end();
+    };
+    for (const { id: eventId, event } of backlog.events) send(eventId, event);
+    if (backlog.finished || res.writableEnded) {
+      res.end();
+      return;
+    }
+    let next = after + backlog.events.length;
+    const unsubscribe = builds.subscribe(id, (eventId, event) => {
+      if (eventId <= next) return;
+      next = eventId;
+      send(eventId, event);
+    });
+    const ping = setInterval(() => res.write(": ping\n\n"), 15000);
+    res.on("close", () => {
+      clearInterval(ping);
+      unsubscribe();
+    });
+  });
+}
