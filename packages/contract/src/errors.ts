@@ -33,6 +33,7 @@ export const errorStatus = {
   build_failed: 422,
   cancelled: 409,
   interrupted: 503,
+  memory_snapshot_requires_gvisor: 409,
   payload_too_large: 413,
   snapshot_too_large: 413,
   unsupported_media_type: 415,

@@ -15,10 +15,11 @@ import {
   SandboxParams,
   StopSandboxQuery,
   UploadResult,
+  ForkReply,
 } from "./sandbox.js";
 import {
   CreateSnapshotRequest, DeleteSnapshotQuery, GcReport, GetSnapshotQuery, ListSnapshotsQuery, Snapshot, SnapshotList, SnapshotParams,
-  VerifyReport, ExportQuery, ImportResult, ReindexReport, PushRequest,
+  VerifyReport, ExportQuery, ImportResult, ReindexReport, PushRequest, ForkRequest,
 } from "./snapshot.js";
 
 /** A reply that is not JSON: a byte stream of one of these media types. */
@@ -125,6 +126,13 @@ export const routes = {
     params: SandboxParams,
     body: CreateSnapshotRequest,
     replies: { 202: Snapshot },
+  },
+  forkSandbox: {
+    method: "POST", url: "/v1/sandboxes/:id/fork", operationId: "forkSandbox", tag: "sandboxes",
+    summary: "Take a memory snapshot of a running gVisor sandbox and start count sandboxes from it, each continuing its processes; the source keeps running.",
+    params: SandboxParams,
+    body: ForkRequest,
+    replies: { 201: ForkReply },
   },
   listSnapshots: {
     method: "GET", url: "/v1/snapshots", operationId: "listSnapshots", tag: "snapshots",

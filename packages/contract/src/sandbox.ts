@@ -37,6 +37,7 @@ export const CreateSandboxRequest = Type.Object(
   {
     image: Type.Optional(Type.String({ minLength: 1, maxLength: 512, description: "Image reference already present in the engine; never pulled." })),
     snapshotId: Type.Optional(Type.String({ minLength: 1, maxLength: 256, description: "A ready container snapshot (id, name or digest) whose filesystem the sandbox starts from." })),
+    memorySnapshotId: Type.Optional(Type.String({ minLength: 1, maxLength: 256, description: "A ready memory snapshot: the sandbox's processes continue from its checkpoint (gVisor)." })),
     imageUri: Type.Optional(Type.String({ minLength: 1, maxLength: 1024, description: "A container snapshot pushed to a registry, pinned by digest (`host/repo@sha256:...`); pulled when the engine lacks it and recorded as a local snapshot." })),
     directorySnapshots: Type.Optional(Type.Array(
       Type.Object(
@@ -140,3 +141,9 @@ export const FilesQuery = Type.Object(
 
 export const UploadResult = Type.Object({ path: Type.String(), bytes: Type.Integer() });
 export type UploadResult = Static<typeof UploadResult>;
+
+export const ForkReply = Type.Object({
+  snapshotId: Type.String({ description: "The memory snapshot the forks continue from." }),
+  sandboxes: Type.Array(Sandbox),
+});
+export type ForkReply = Static<typeof ForkReply>;

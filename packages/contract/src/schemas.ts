@@ -12,6 +12,7 @@ export {
   SandboxList,
   SandboxStatus,
   UploadResult,
+  ForkReply,
 } from "./sandbox.js";
 export { BaseImage, CreateSnapshotRequest, GcReport, Snapshot, SnapshotError, SnapshotKind, SnapshotList, SnapshotStatus, VerifyPart, VerifyReport, ImportResult, ReindexReport, PushEvent } from "./snapshot.js";
 export { Build, BuildAccepted, BuildLogEvent, BuildStatus } from "./build.js";

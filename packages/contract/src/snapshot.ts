@@ -26,8 +26,8 @@ export const AbsolutePath = Type.String({ pattern: "^/", maxLength: 4096 });
 
 export const CreateSnapshotRequest = Type.Object(
   {
-    kind: Type.Optional(Type.Union([Type.Literal("container"), Type.Literal("directory")], {
-      description: "container (default): the whole filesystem as an image; directory: one path as a content-addressed archive.",
+    kind: Type.Optional(Type.Union([Type.Literal("container"), Type.Literal("directory"), Type.Literal("memory")], {
+      description: "container (default): the whole filesystem as an image; directory: one path as a content-addressed archive; memory: a gVisor checkpoint of the running processes plus the filesystem.",
     })),
     name: Type.Optional(Name),
     labels: Type.Optional(Labels),
@@ -60,7 +60,8 @@ export const Snapshot = Type.Object({
   exclude: Type.Optional(Type.Array(Type.String())),
   contentDigest: Type.Optional(Type.String({ description: "sha256 of the directory archive (kind directory); the blob's address." })),
   fileCount: Type.Optional(Type.Integer({ description: "Non-directory entries in the archive (kind directory)." })),
-  storedBytes: Type.Optional(Type.Integer({ description: "Bytes of the compressed blob on disk (kind directory)." })),
+  storedBytes: Type.Optional(Type.Integer({ description: "Bytes of the compressed blob on disk (kinds directory and memory)." })),
+  checkpointBytes: Type.Optional(Type.Integer({ description: "Uncompressed bytes of the process checkpoint (kind memory)." })),
   baseImage: BaseImage,
   createdAt: Type.String({ format: "date-time" }),
   readyAt: Type.Optional(Type.String({ format: "date-time" })),
@@ -157,3 +158,8 @@ export const PushEvent = Type.Union([
   Type.Object({ type: Type.Literal("error"), code: Type.String(), message: Type.String() }),
 ]);
 export type PushEvent = Static<typeof PushEvent>;
+
+export const ForkRequest = Type.Object(
+  { count: Type.Optional(Type.Integer({ minimum: 1, maximum: 32, description: "How many forks (default 1)." })) },
+  { additionalProperties: false },
+);

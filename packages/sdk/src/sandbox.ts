@@ -1,5 +1,5 @@
 // A sandbox as SDK users hold it: its last known state plus the operations on it.
-import type { ExecEvent, ExecResult, Sandbox as SandboxInfo, Snapshot as SnapshotInfo, UploadResult } from "@strata/contract";
+import type { ExecEvent, ExecResult, ForkReply, Sandbox as SandboxInfo, Snapshot as SnapshotInfo, UploadResult } from "@strata/contract";
 import { Snapshot } from "./snapshot.js";
 import { StrataError } from "@strata/contract";
 import type { Body, CallOptions, Http } from "./http.js";
@@ -24,6 +24,8 @@ export interface ExecOutcome {
 }
 
 export interface SnapshotOptions extends CallOptions {
+  /** container (default): the whole filesystem; memory: a gVisor checkpoint of the running processes too. */
+  kind?: "container" | "memory";
   name?: string;
   labels?: Record<string, string>;
   /** A retry with the same key returns the first snapshot instead of making another. */
@@ -173,6 +175,15 @@ export class Sandbox {
       headers: idempotencyKey ? { "idempotency-key": idempotencyKey } : undefined,
     });
     return new Snapshot(this.http, info);
+  }
+
+  /**
+   * Forks a running gVisor sandbox: a memory snapshot, then `count` new
+   * sandboxes whose processes continue from it. The source keeps running.
+   */
+  async fork(count = 1, options: CallOptions = {}): Promise<Sandbox[]> {
+    const reply = await this.http.json<ForkReply>({ method: "POST", path: this.path("/fork"), json: { count }, signal: options.signal });
+    return reply.sandboxes.map((info) => new Sandbox(this.http, info));
   }
 
   /** Removes the sandbox and its container. */

@@ -10,6 +10,7 @@ Commands:
   create --snapshot REF [-- CMD...]
                              ... or from a container snapshot (id, name or digest)
       --dir-snapshot REF[:PATH]   restore a directory snapshot (repeatable)
+  create --memory-snapshot REF  ... or continue the processes of a memory snapshot (gvisor)
   create --image-uri HOST/REPO@sha256:... [-- CMD...]
                              ... or from a snapshot pushed to a registry (pulled when missing)
       --name NAME  --env K=V  --label K=V  --cpus N  --memory-mb N  --pids N
@@ -21,6 +22,7 @@ Commands:
   stop ID [--timeout SECONDS] stop a sandbox
   start ID                    start a stopped sandbox
   rm ID...                    remove sandboxes
+  fork ID [--count N]         fork a running gvisor sandbox: N sandboxes continuing its processes
 
 Common options: --url URL (env STRATA_URL)  --api-key KEY (env STRATA_API_KEY)  --json
 `;
@@ -54,8 +56,9 @@ export async function sandbox(args: string[]): Promise<number> {
         snapshot: { type: "string" },
         "dir-snapshot": { type: "string", multiple: true },
         "image-uri": { type: "string" },
+        "memory-snapshot": { type: "string" },
       } }));
-      const fromSnapshot = values.snapshot ?? values["image-uri"];
+      const fromSnapshot = values.snapshot ?? values["image-uri"] ?? values["memory-snapshot"];
       const image = fromSnapshot ? undefined : one(positionals, "IMAGE");
       if (fromSnapshot && positionals.length) throw new UsageError("give IMAGE, --snapshot or --image-uri, not several");
       const isolation = values.isolation;
@@ -70,6 +73,7 @@ export async function sandbox(args: string[]): Promise<number> {
           image,
           snapshotId: values.snapshot,
           imageUri: values["image-uri"],
+          memorySnapshotId: values["memory-snapshot"],
           directorySnapshots: values["dir-snapshot"]?.map((spec) => {
             const at = spec.indexOf(":/");
             return at < 0 ? { snapshotId: spec } : { snapshotId: spec.slice(0, at), path: spec.slice(at + 1) };
@@ -133,6 +137,14 @@ export async function sandbox(args: string[]): Promise<number> {
       const info = command === "stop" ? await target.stop({ timeoutSeconds: number(values.timeout, "--timeout") }) : await target.start();
       if (values.json) printJson(info);
       else process.stdout.write(`${info.id} ${info.status}\n`);
+      return 0;
+    }
+    case "fork": {
+      const { values, positionals } = usage(() => parseArgs({ args: own, allowPositionals: true, options: { ...clientOptions, count: { type: "string" } } }));
+      const target = await client(values).sandboxes.get(one(positionals, "ID"));
+      const forks = await target.fork(number(values.count, "--count") ?? 1);
+      if (values.json) printJson(forks.map((f) => f.info));
+      else process.stdout.write(forks.map((f) => `${f.id}\n`).join(""));
       return 0;
     }
     case "rm": {

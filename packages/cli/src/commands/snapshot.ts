@@ -12,6 +12,8 @@ export const snapshotHelp = `Usage: strata snapshot <command> [options]
 Commands:
   create SANDBOX [--name NAME] [--label K=V] [--no-wait]
                         capture the sandbox's whole filesystem; waits until ready
+  create SANDBOX --memory [--name NAME]
+                        checkpoint a running gvisor sandbox's processes and filesystem
   create SANDBOX --dir PATH [--exclude GLOB]... [--name NAME] [--label K=V]
                         capture one directory as a content-addressed archive
   verify REF            recompute and check the manifest, image and blob digests
@@ -65,7 +67,7 @@ export async function snapshot(args: string[]): Promise<number> {
     case "create": {
       const { values, positionals } = usage(() => parseArgs({ args: rest, allowPositionals: true, options: {
         ...clientOptions, name: { type: "string" }, label: { type: "string", multiple: true }, "no-wait": { type: "boolean" },
-        dir: { type: "string" }, exclude: { type: "string", multiple: true },
+        dir: { type: "string" }, exclude: { type: "string", multiple: true }, memory: { type: "boolean" },
       } }));
       if (values.exclude && !values.dir) throw new UsageError("--exclude needs --dir");
       if (positionals.length !== 1) throw new UsageError("expected one SANDBOX");
@@ -75,7 +77,7 @@ export async function snapshot(args: string[]): Promise<number> {
       const common = { name: values.name, labels: pairs(values.label, "--label"), signal };
       const created = values.dir
         ? await sandbox.snapshotDirectory(values.dir, { ...common, exclude: values.exclude })
-        : await sandbox.snapshot(common);
+        : await sandbox.snapshot({ ...common, ...(values.memory ? { kind: "memory" as const } : {}) });
       if (!values["no-wait"]) {
         const bar = values.json ? undefined : progress(`snapshot ${created.id}: capturing ${sandbox.id}`);
         try {

@@ -146,8 +146,29 @@ export class DockerEngine implements Engine {
     return reply.Id;
   }
 
-  async startContainer(id: string): Promise<void> {
-    await this.client.call({ method: "POST", path: `/containers/${id}/start` });
+  async startContainer(id: string, checkpoint?: string): Promise<void> {
+    await this.client.call({ method: "POST", path: `/containers/${id}/start`, query: { checkpoint } });
+  }
+
+  async checkpoint(id: string, name: string): Promise<void> {
+    await this.client.call({ method: "POST", path: `/containers/${id}/checkpoints`, body: { CheckpointID: name, Exit: true } });
+  }
+
+  async deleteCheckpoint(id: string, name: string): Promise<void> {
+    try {
+      await this.client.call({ method: "DELETE", path: `/containers/${id}/checkpoints/${name}` });
+    } catch (error) {
+      if (!notFound(error)) throw error;
+    }
+  }
+
+  private dataRoot: string | undefined;
+
+  async checkpointDir(id: string, name: string): Promise<string> {
+    if (!this.client.isLocal) throw new DockerApiError(501, "checkpoints need the engine on this host", "checkpoints");
+    this.dataRoot ??= (await this.client.json<{ DockerRootDir: string }>({ method: "GET", path: "/info" })).DockerRootDir;
+    const full = (await this.client.json<{ Id: string }>({ method: "GET", path: `/containers/${id}/json` })).Id;
+    return `${this.dataRoot}/containers/${full}/checkpoints/${name}`;
   }
 
   async stopContainer(id: string, graceSeconds: number): Promise<void> {

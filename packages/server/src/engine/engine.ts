@@ -110,7 +110,13 @@ export interface Engine {
   /** The image with this reference or id, or null when the engine does not have it. */
   inspectImage(ref: string): Promise<ImageInfo | null>;
   createContainer(spec: ContainerSpec): Promise<string>;
-  startContainer(id: string): Promise<void>;
+  /** Starts a container; with a checkpoint, its processes continue from it (gVisor). */
+  startContainer(id: string, checkpoint?: string): Promise<void>;
+  /** Checkpoints a running container's processes; the container stops. */
+  checkpoint(id: string, name: string): Promise<void>;
+  deleteCheckpoint(id: string, name: string): Promise<void>;
+  /** Where the engine keeps a container's checkpoints on this host. */
+  checkpointDir(id: string, name: string): Promise<string>;
   stopContainer(id: string, graceSeconds: number): Promise<void>;
   /** Removes the container and its anonymous volumes; a missing container is not an error. */
   removeContainer(id: string): Promise<void>;

@@ -8,6 +8,7 @@ import type { ImageInfo } from "../engine/engine.js";
 import type { SandboxRow } from "../index/database.js";
 import { readySnapshot } from "../snapshots/find.js";
 import { snapshotFromImageUri } from "../snapshots/pull.js";
+import { startFromCheckpoint } from "../snapshots/capture-memory.js";
 import { applyDirectoryRestores, planDirectoryRestores } from "./restore-directories.js";
 import { toSandbox } from "./view.js";
 
@@ -20,15 +21,29 @@ interface Source {
 
 /** What the sandbox starts from: an image, or a ready snapshot's image, looked up here and never taken from the request. */
 async function resolveSource(ctx: Context, request: CreateSandboxRequest): Promise<Source> {
-  const given = [request.image, request.snapshotId, request.imageUri].filter((v) => v !== undefined).length;
-  if (given > 1) throw new StrataError("bad_request", "give one of body/image, body/snapshotId and body/imageUri");
+  const given = [request.image, request.snapshotId, request.imageUri, request.memorySnapshotId].filter((v) => v !== undefined).length;
+  if (given > 1) throw new StrataError("bad_request", "give one of body/image, body/snapshotId, body/imageUri and body/memorySnapshotId");
   const inspect = (ref: string) =>
     ctx.engine.inspectImage(ref).catch((error) => {
       throw engineError(error, "inspect image");
     });
+  if (request.memorySnapshotId) {
+    const snapshot = readySnapshot(ctx, request.memorySnapshotId);
+    if (snapshot.kind !== "memory" || !snapshot.imageId || !snapshot.contentDigest) {
+      throw new StrataError("bad_request", `snapshot '${request.memorySnapshotId}' is a ${snapshot.kind} snapshot, not a memory snapshot`);
+    }
+    for (const field of ["cmd", "env", "directorySnapshots"] as const) {
+      if (request[field] !== undefined) throw new StrataError("bad_request", `body/${field} cannot change a sandbox restored from memory: its processes are already running`);
+    }
+    if (request.isolation === "runc") throw new StrataError("memory_snapshot_requires_gvisor", "a memory snapshot restores only under gvisor");
+    const image = await inspect(snapshot.imageId);
+    if (!image) throw new StrataError("image_not_found", `the image ${snapshot.imageId} of snapshot '${request.memorySnapshotId}' is missing from the engine`);
+    if (!ctx.blobs.has(snapshot.contentDigest)) throw new StrataError("blob_corrupt", `the checkpoint of snapshot '${request.memorySnapshotId}' is missing`);
+    return { ref: snapshot.imageUri ?? snapshot.imageId, image, snapshot };
+  }
   if (request.snapshotId || request.imageUri) {
     const snapshot = request.imageUri ? await snapshotFromImageUri(ctx, request.imageUri) : readySnapshot(ctx, request.snapshotId!);
-    if (snapshot.kind !== "container" || !snapshot.imageId) {
+    if ((snapshot.kind !== "container" && snapshot.kind !== "memory") || !snapshot.imageId) {
       throw new StrataError("bad_request", `snapshot '${request.snapshotId ?? request.imageUri}' is a ${snapshot.kind} snapshot, not a container snapshot`);
     }
     const image = await inspect(snapshot.imageId);
@@ -63,7 +78,7 @@ export async function createSandbox(ctx: Context, request: CreateSandboxRequest)
     baseRef: source.snapshot?.baseImage.ref ?? source.ref,
     baseDigest: source.snapshot?.baseImage.digest ?? image.id,
     directorySnapshots: directories.map((d) => ({ snapshotId: d.snapshot.id, path: d.path })),
-    isolation: request.isolation ?? "runc",
+    isolation: source.snapshot?.kind === "memory" ? "gvisor" : (request.isolation ?? "runc"),
     cmd: request.cmd ?? null,
     labels: request.labels ?? {},
     resources: request.resources ?? {},
@@ -97,7 +112,8 @@ export async function createSandbox(ctx: Context, request: CreateSandboxRequest)
     });
     ctx.index.setSandboxContainer(row.id, containerId);
     await applyDirectoryRestores(ctx, containerId, directories);
-    await ctx.engine.startContainer(containerId);
+    if (source.snapshot?.kind === "memory") await startFromCheckpoint(ctx, containerId, source.snapshot);
+    else await ctx.engine.startContainer(containerId);
     ctx.index.markSandboxCreated(row.id, containerId);
   } catch (error) {
     if (containerId) await ctx.engine.removeContainer(containerId).catch(() => undefined);

@@ -11,6 +11,7 @@ import { engineError } from "../engine/errors.js";
 import { findSandbox } from "../sandboxes/lifecycle.js";
 import { captureDirectory, checkDirectory } from "./capture-directory.js";
 import { pushSnapshot } from "./push.js";
+import { captureMemory } from "./capture-memory.js";
 import type { ManifestV1 } from "./manifest.js";
 import { readyRecord } from "./store.js";
 
@@ -21,8 +22,19 @@ export async function createSnapshot(ctx: Context, sandboxRef: string, request: 
   }
   const containerId = row.containerId;
   const kind = request.kind ?? "container";
-  if (kind === "container" && (request.path !== undefined || request.exclude !== undefined)) {
+  if (kind !== "directory" && (request.path !== undefined || request.exclude !== undefined)) {
     throw new StrataError("bad_request", "body/path and body/exclude are for kind directory");
+  }
+  if (kind === "memory") {
+    if (row.isolation !== "gvisor") {
+      throw new StrataError("memory_snapshot_requires_gvisor", `sandbox '${sandboxRef}' runs under runc; memory snapshots need isolation gvisor`);
+    }
+    const container = await ctx.engine.inspectContainer(containerId).catch((error) => {
+      throw engineError(error, "inspect sandbox");
+    });
+    if (container?.state !== "running") {
+      throw new StrataError("sandbox_not_running", `sandbox '${sandboxRef}' is not running; a memory snapshot needs running processes`);
+    }
   }
   if (kind === "directory") {
     if (!request.path) throw new StrataError("bad_request", "body/path is required for kind directory");
@@ -63,7 +75,11 @@ export async function createSnapshot(ctx: Context, sandboxRef: string, request: 
     throw error;
   }
   ctx.jobs.run(record.id, async (signal) => {
-    await (kind === "directory" ? captureDirectoryJob(ctx, record, containerId, signal) : captureContainer(ctx, record, containerId, signal));
+    await (kind === "directory"
+      ? captureDirectoryJob(ctx, record, containerId, signal)
+      : kind === "memory"
+        ? captureMemoryJob(ctx, record, containerId, signal)
+        : captureContainer(ctx, record, containerId, signal));
     if (ctx.config.autoPush && ctx.registry && !signal.aborted && ctx.index.findSnapshot(record.id)?.status === "ready") {
       await pushSnapshot(ctx, record.id, { signal }).catch((error) =>
         ctx.config.log({ event: "auto_push_failed", snapshotId: record.id, message: (error as Error).message }),
@@ -91,6 +107,15 @@ async function captureContainer(ctx: Context, record: Snapshot, containerId: str
     if (signal.aborted) return; // deleted with force: the deleter removes the record
     const gone = error instanceof DockerApiError && error.status === 404;
     markFailed(ctx, record, gone ? new StrataError("sandbox_not_running", "the sandbox's container is gone") : engineError(error, "commit"));
+  }
+}
+
+async function captureMemoryJob(ctx: Context, record: Snapshot, containerId: string, signal: AbortSignal): Promise<void> {
+  try {
+    await captureMemory(ctx, record, containerId, signal);
+  } catch (error) {
+    if (signal.aborted) return;
+    markFailed(ctx, record, engineError(error, "checkpoint"));
   }
 }
 

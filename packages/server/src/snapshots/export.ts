@@ -82,7 +82,7 @@ export async function exportSnapshot(ctx: Context, ref: string, options: ExportO
     addBuffer(headerName, Buffer.from(`${JSON.stringify(header, null, 2)}\n`));
     for (const { snapshot: s, bytes } of manifests) addBuffer(`manifests/${s.id}.json`, bytes);
     const blobs = new Map<string, number>();
-    for (const s of chain) if (s.contentDigest) blobs.set(s.contentDigest, s.sizeBytes ?? 0);
+    for (const s of chain) if (s.contentDigest) blobs.set(s.contentDigest, s.checkpointBytes ?? s.sizeBytes ?? 0);
     for (const [digest, size] of blobs) await addStream(`blobs/sha256/${digest.slice("sha256:".length)}`, size, ctx.blobs.read(digest));
     if (images.length) {
       const saved = await ctx.engine.saveImages(images, options.signal);

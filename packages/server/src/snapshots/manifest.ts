@@ -22,6 +22,8 @@ export interface ManifestV1 {
     layers?: string[];
     /** Directory snapshots: the archive blob, what it holds and where it came from. */
     blobDigest?: string;
+    /** Uncompressed bytes of the blob when they differ from sizeBytes (memory: the checkpoint). */
+    blobSizeBytes?: number;
     fileCount?: number;
     path?: string;
     exclude?: string[];

@@ -37,6 +37,7 @@ export function readyRecord(manifest: ManifestV1, digest: string, state: Partial
     ...(manifest.content.exclude?.length ? { exclude: manifest.content.exclude } : {}),
     ...(manifest.content.blobDigest ? { contentDigest: manifest.content.blobDigest } : {}),
     ...(manifest.content.fileCount !== undefined ? { fileCount: manifest.content.fileCount } : {}),
+    ...(manifest.content.blobSizeBytes !== undefined ? { checkpointBytes: manifest.content.blobSizeBytes } : {}),
     ...(state.storedBytes !== undefined ? { storedBytes: state.storedBytes } : {}),
     baseImage: manifest.baseImage,
     createdAt: manifest.createdAt,

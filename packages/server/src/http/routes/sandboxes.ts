@@ -4,6 +4,7 @@ import { routes, type CreateSandboxRequest, type ExecEvent, type ExecRequest, ty
 import type { FastifyInstance } from "fastify";
 import type { Context } from "../../context.js";
 import { createSandbox } from "../../sandboxes/create.js";
+import { forkSandbox } from "../../sandboxes/fork.js";
 import { execBuffered, execStreaming } from "../../sandboxes/exec.js";
 import { deleteSandbox, getSandbox, listSandboxes, startSandbox, stopSandbox } from "../../sandboxes/lifecycle.js";
 import { toStrataError } from "../errors.js";
@@ -47,6 +48,11 @@ export function sandboxRoutes(app: FastifyInstance, ctx: Context, idempotency: I
   route(app, routes.exec, async (request, reply) =>
     execBuffered(ctx, (request.params as IdParams).id, request.body as ExecRequest, clientGone(reply)),
   );
+
+  route(app, routes.forkSandbox, async (request, reply) => {
+    const count = (request.body as { count?: number } | undefined)?.count ?? 1;
+    return reply.status(201).send(await forkSandbox(ctx, (request.params as IdParams).id, count));
+  });
 
   route(app, routes.execStream, async (request, reply) => {
     const signal = clientGone(reply);

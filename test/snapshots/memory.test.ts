@@ -1,0 +1,105 @@
+// A notebook service checkpoints running gVisor sandboxes and resumes or forks
+// them with their processes where they were.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import type { Sandbox } from "@strata/sdk";
+import { baseImage, errorCode, eventually, startTestServer, type TestServer } from "../harness.js";
+
+let t: TestServer;
+let other: TestServer;
+before(async () => {
+  t = await startTestServer();
+  other = await startTestServer();
+});
+after(async () => {
+  await t.close();
+  await other.close();
+});
+
+/** A loop whose secret exists only in the shell's memory; it writes "secret count" ten times a second. */
+const counter = ["sh", "-c", 'secret="s$RANDOM$RANDOM"; i=0; while true; do i=$((i+1)); echo "$secret $i" > /tmp/state; sleep 0.1; done'];
+
+async function state(sandbox: Sandbox): Promise<{ secret: string; count: number }> {
+  const [secret = "", count = "0"] = (await sandbox.exec(["cat", "/tmp/state"])).stdout.trim().split(" ");
+  return { secret, count: Number(count) };
+}
+
+async function keepsCounting(sandbox: Sandbox, from: number): Promise<number> {
+  let latest = 0;
+  await eventually(async () => {
+    latest = (await state(sandbox)).count;
+    return latest > from;
+  }, 10000, "the loop to keep counting");
+  return latest;
+}
+
+test("a counting loop carries on from where it was in the restored sandbox and in two forks; the source keeps running", async () => {
+  const source = await t.strata.sandboxes.create({ image: baseImage, isolation: "gvisor", cmd: counter });
+  assert.equal(source.info.isolation, "gvisor");
+  await eventually(async () => (await state(source)).count > 5, 10000, "the loop to start");
+  const before = await state(source);
+
+  const snapshot = await (await source.snapshot({ kind: "memory", name: "counting" })).waitUntilReady();
+  assert.equal(snapshot.info.kind, "memory");
+  assert.match(snapshot.info.contentDigest!, /^sha256:/);
+  assert.match(snapshot.info.imageId!, /^sha256:/);
+  const atCheckpoint = (await state(source)).count;
+  assert.ok(atCheckpoint >= before.count);
+  assert.equal((await source.refresh()).status, "running");
+  await keepsCounting(source, atCheckpoint);
+  assert.equal((await state(source)).secret, before.secret, "the source is the same process");
+
+  const restored = await t.strata.sandboxes.create({ memorySnapshotId: "counting" });
+  assert.equal(restored.info.isolation, "gvisor");
+  const resumed = await state(restored);
+  assert.equal(resumed.secret, before.secret, "the in-memory secret survived the restore");
+  assert.ok(resumed.count >= before.count, `restored at ${resumed.count}, checkpoint near ${atCheckpoint}`);
+  assert.ok(resumed.count < atCheckpoint + 50, "it continued from the checkpoint, not from a fresh start or far later");
+  await keepsCounting(restored, resumed.count);
+
+  const forks = await source.fork(2);
+  assert.equal(forks.length, 2);
+  for (const fork of forks) {
+    assert.equal((await state(fork)).secret, before.secret);
+    await keepsCounting(fork, (await state(fork)).count);
+  }
+  await forks[0]!.exec(["sh", "-c", "echo mine > /tmp/only-in-fork-0"]);
+  assert.equal((await forks[1]!.exec(["sh", "-c", "test -e /tmp/only-in-fork-0 || echo absent"])).stdout, "absent\n");
+  assert.equal((await source.refresh()).status, "running");
+
+  for (const s of [restored, ...forks, source]) await s.delete();
+  for (const s of (await t.strata.snapshots.list({ kind: "memory" })).snapshots) await s.delete({ force: true });
+});
+
+test("runc and stopped sandboxes are refused with a code that says why", async () => {
+  const plain = await t.strata.sandboxes.create({ image: baseImage });
+  assert.equal(await errorCode(plain.snapshot({ kind: "memory" })), "memory_snapshot_requires_gvisor");
+  assert.equal(await errorCode(plain.fork(1)), "memory_snapshot_requires_gvisor");
+  const stopped = await t.strata.sandboxes.create({ image: baseImage, isolation: "gvisor" });
+  await stopped.stop({ timeoutSeconds: 1 });
+  assert.equal(await errorCode(stopped.snapshot({ kind: "memory" })), "sandbox_not_running");
+  const fsOnly = await (await plain.snapshot()).waitUntilReady();
+  assert.equal(await errorCode(t.strata.sandboxes.create({ memorySnapshotId: fsOnly.id })), "bad_request");
+  await fsOnly.delete();
+  await plain.delete();
+  await stopped.delete();
+});
+
+test("a memory snapshot exported from one server restores on another", async () => {
+  const source = await t.strata.sandboxes.create({ image: baseImage, isolation: "gvisor", cmd: counter });
+  await eventually(async () => (await state(source)).count > 3, 10000, "the loop to start");
+  const snapshot = await (await source.snapshot({ kind: "memory" })).waitUntilReady();
+  const secret = (await state(source)).secret;
+  assert.ok((await snapshot.verify()).ok);
+  const archive = new Uint8Array(await new Response(await snapshot.export()).arrayBuffer());
+  await source.delete();
+  await snapshot.delete();
+
+  const { snapshot: imported } = await other.strata.snapshots.import(archive);
+  assert.equal(imported.info.kind, "memory");
+  const restored = await other.strata.sandboxes.create({ memorySnapshotId: imported.id });
+  assert.equal((await state(restored)).secret, secret);
+  await keepsCounting(restored, (await state(restored)).count);
+  await restored.delete();
+  await imported.delete();
+});
