@@ -11,11 +11,41 @@ import { benchSandboxes } from "./sandboxes.js";
 import { benchSnapshots } from "./snapshots.js";
 import { benchDirectories } from "./directories.js";
 import { benchArchives } from "./archives.js";
+import { benchBuilds } from "./builds.js";
+import { benchRegistry } from "./registry.js";
+import { benchMemory } from "./memory.js";
 import { mergeWithLatest, printTable, writeResults } from "./stats.js";
 
 const image = "strata-test/busybox:latest";
 const runs = Number(process.env.BENCH_RUNS ?? 20);
 const root = fileURLToPath(new URL("../..", import.meta.url));
+
+/** A second server process pushing to the given registry. */
+async function serverWithRegistry(registry: string): Promise<{ strata: Strata; close(): Promise<void> }> {
+  const home = mkdtempSync(join(tmpdir(), "strata-bench-reg-"));
+  const port = 7900 + Math.floor(Math.random() * 90);
+  const child = spawn(process.execPath, [join(root, "packages/cli/bin/strata.js"), "serve", "--port", String(port), "--home", home, "--registry", registry], {
+    stdio: ["ignore", "ignore", "inherit"],
+  });
+  const strata = new Strata({ baseUrl: `http://127.0.0.1:${port}` });
+  for (let i = 0; ; i++) {
+    try {
+      await strata.health();
+      break;
+    } catch (error) {
+      if (i > 100) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+  return {
+    strata,
+    async close() {
+      child.kill("SIGTERM");
+      await new Promise((resolve) => child.once("exit", resolve));
+      rmSync(home, { recursive: true, force: true });
+    },
+  };
+}
 
 async function main(): Promise<void> {
   const home = mkdtempSync(join(tmpdir(), "strata-bench-"));
@@ -44,6 +74,9 @@ async function main(): Promise<void> {
       ...(wants("snapshots") ? await benchSnapshots(strata, image, sizes) : []),
       ...(wants("directories") ? await benchDirectories(strata, image, server.pid!) : []),
       ...(wants("archives") ? await benchArchives(strata, image) : []),
+      ...(wants("builds") ? await benchBuilds(strata, image) : []),
+      ...(wants("registry") ? await benchRegistry(serverWithRegistry, image) : []),
+      ...(wants("memory") ? await benchMemory(strata, image) : []),
     ];
     printTable(rows);
     // A partial run (scenarios picked) keeps the other rows of the last full run.

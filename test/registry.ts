@@ -11,6 +11,8 @@ export interface TestRegistry {
   host: string;
   stop(): Promise<void>;
   start(): Promise<void>;
+  /** Stops, empties the storage, starts again. */
+  reset(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -46,6 +48,11 @@ export async function startRegistry(): Promise<TestRegistry> {
       const exited = new Promise((resolve) => child!.once("exit", resolve));
       child.kill("SIGTERM");
       await exited;
+    },
+    async reset() {
+      await registry.stop();
+      rmSync(join(dir, "data"), { recursive: true, force: true });
+      await registry.start();
     },
     async close() {
       await registry.stop();

@@ -1,0 +1,50 @@
+// A real OCI registry (Debian's docker-registry) on a random loopback port
+// with temporary storage, started and stopped by a test.
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { eventually } from "./harness.js";
+export async function startRegistry() {
+    const dir = mkdtempSync(join(tmpdir(), "strata-registry-"));
+    const port = 30000 + Math.floor(Math.random() * 20000);
+    const host = `127.0.0.1:${port}`;
+    const config = join(dir, "config.yml");
+    writeFileSync(config, [
+        "version: 0.1",
+        "log:",
+        "  level: error",
+        "  accesslog:",
+        "    disabled: true",
+        "storage:",
+        "  filesystem:",
+        `    rootdirectory: ${join(dir, "data")}`,
+        "  delete:",
+        "    enabled: true",
+        "http:",
+        `  addr: ${host}`,
+        "",
+    ].join("\n"));
+    let child;
+    const registry = {
+        host,
+        async start() {
+            child = spawn("docker-registry", ["serve", config], { stdio: "ignore" });
+            await eventually(async () => fetch(`http://${host}/v2/`).then((r) => r.ok, () => false), 15000, "registry start");
+        },
+        async stop() {
+            if (!child || child.exitCode !== null)
+                return;
+            const exited = new Promise((resolve) => child.once("exit", resolve));
+            child.kill("SIGTERM");
+            await exited;
+        },
+        async close() {
+            await registry.stop();
+            rmSync(dir, { recursive: true, force: true });
+        },
+    };
+    await registry.start();
+    return registry;
+}
+//# sourceMappingURL=registry.js.map
