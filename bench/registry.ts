@@ -47,8 +47,12 @@ export async function benchRegistry(makeServer: (registry: string) => Promise<{ 
     },
     0,
   );
-  // Pull: the image leaves the engine before each run.
+  // Pull: from a registry that holds Strata's push; the image leaves the engine before each run.
+  await registry.reset();
+  await snapshot.push();
   const uri = snapshot.info.imageUri!;
+  await snapshot.delete({ force: true });
+  await rawRemoveImage(imageId).catch(() => undefined);
   const pull = await compare(
     runs,
     async () => {
@@ -72,7 +76,6 @@ export async function benchRegistry(makeServer: (registry: string) => Promise<{ 
     },
     0,
   );
-  await snapshot.delete({ force: true }).catch(() => undefined);
   await server.close();
   await registry.close();
   return [

@@ -4,9 +4,9 @@
 // atomic renames and index the records. Any failure undoes what this import
 // made and removes the staging directory.
 import { createHash, randomUUID } from "node:crypto";
-import { createReadStream, createWriteStream, mkdirSync, readdirSync, rmSync, statSync } from "node:fs";
+import { createReadStream, createWriteStream, mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { Transform, type Readable } from "node:stream";
+import { Transform, Writable, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { StrataError, type ImportResult, type Snapshot } from "@strata/contract";
 import tar from "tar-stream";
@@ -64,7 +64,19 @@ async function decompressed(body: Readable): Promise<Readable> {
 
 const invalid = (message: string) => new StrataError("archive_invalid", message);
 
-async function stage(ctx: Context, body: Readable, dir: string, signal?: AbortSignal): Promise<Staged> {
+/**
+ * Images the archive carries go straight into the engine's load while the
+ * archive streams (the engine only commits them once its own tar is whole),
+ * so importing costs one pass. Images this engine had before are not loaded.
+ */
+interface Loader {
+  pack?: tar.Pack;
+  done?: Promise<void>;
+  /** Image ids that were missing before this import: removed if it fails. */
+  missing: string[];
+}
+
+async function stage(ctx: Context, body: Readable, dir: string, loader: Loader, signal?: AbortSignal): Promise<Staged> {
   const source = await decompressed(body);
   const extract = tar.extract();
   const staged: Partial<Staged> & Pick<Staged, "dir" | "manifests" | "members"> = { dir, manifests: new Map(), members: new Map() };
@@ -94,8 +106,18 @@ async function stage(ctx: Context, body: Readable, dir: string, signal?: AbortSi
       if (kind.kind === "header" || kind.kind === "manifest" || kind.kind === "inventory") {
         const bytes = await readSmall(entry, size);
         const digest = sha256(bytes);
-        if (kind.kind === "header") staged.header = parseHeader(bytes);
-        else if (kind.kind === "inventory") inventory = parseInventory(bytes);
+        if (kind.kind === "header") {
+          staged.header = parseHeader(bytes);
+          for (const id of staged.header.images) if (!(await ctx.engine.inspectImage(id))) loader.missing.push(id);
+          if (loader.missing.length) {
+            loader.pack = tar.pack();
+            loader.done = ctx.engine.loadImages(loader.pack as unknown as Readable, signal);
+            loader.done.catch(() => undefined);
+          }
+        } else if (kind.kind === "inventory") {
+          inventory = parseInventory(bytes);
+          loader.pack?.finalize();
+        }
         else {
           const declared = staged.header!.snapshots.find((s) => s.id === kind.id);
           if (!declared) throw invalid(`manifest ${kind.id} is not declared in the header`);
@@ -113,22 +135,24 @@ async function stage(ctx: Context, body: Readable, dir: string, signal?: AbortSi
         return;
       }
 
-      // Blobs and image members stream to the staging directory, hashed on the way.
-      const target = join(dir, name);
-      mkdirSync(join(target, ".."), { recursive: true });
+      // Blobs stream to the staging directory, image members into the engine's load; hashed on the way.
       const hash = createHash("sha256");
       let seen = 0;
-      await pipeline(
-        entry,
-        new Transform({
-          transform(chunk: Buffer, _encoding, done) {
-            hash.update(chunk);
-            seen += chunk.length;
-            done(null, chunk);
-          },
-        }),
-        createWriteStream(target, { mode: 0o600 }),
-      );
+      const meter = new Transform({
+        transform(chunk: Buffer, _encoding, done) {
+          hash.update(chunk);
+          seen += chunk.length;
+          done(null, chunk);
+        },
+      });
+      if (kind.kind === "image") {
+        const sink = loader.pack ? loader.pack.entry({ name: name.slice("images/".length), size, mode: 0o644 }) : new Writable({ write: (_c, _e, done) => done() });
+        await pipeline(entry, meter, sink);
+      } else {
+        const target = join(dir, name);
+        mkdirSync(join(target, ".."), { recursive: true });
+        await pipeline(entry, meter, createWriteStream(target, { mode: 0o600 }));
+      }
       const digest = `sha256:${hash.digest("hex")}`;
       if (seen !== size) throw new StrataError("archive_truncated", `member '${name}' ended after ${seen} of ${size} bytes`);
       if (kind.kind === "blob" && digest !== kind.id) {
@@ -142,11 +166,17 @@ async function stage(ctx: Context, body: Readable, dir: string, signal?: AbortSi
   try {
     await pipeline(source, extract, { signal });
   } catch (error) {
+    loader.pack?.destroy();
+    await loader.done?.catch(() => undefined);
     if (error instanceof StrataError) throw error;
     const message = (error as Error).message ?? String(error);
     if (/unexpected end|premature|end of data|truncated/i.test(message)) throw new StrataError("archive_truncated", `the archive ends early: ${message}`);
     throw invalid(`the archive cannot be read: ${message}`);
   }
+  // An archive that ended without its inventory never finished the engine's tar: abort that load.
+  if (!inventory) loader.pack?.destroy();
+  // The engine's verdict comes after ours: a tampered layer is a digest mismatch first.
+  const loadFailure = loader.done ? await loader.done.then(() => null, (error: unknown) => error) : null;
   if (!staged.header) throw new StrataError("archive_truncated", "the archive holds no header");
   if (!inventory) throw new StrataError("archive_truncated", `the archive ends before its ${inventoryName}`);
   checkInventory(inventory, staged.members);
@@ -159,6 +189,7 @@ async function stage(ctx: Context, body: Readable, dir: string, signal?: AbortSi
     const image = entry.manifest.content.imageId;
     if (image && !header.images.includes(image)) throw invalid(`the image ${image} of snapshot ${declared.id} is not in the archive`);
   }
+  if (loadFailure) throw engineError(loadFailure, "load images");
   return { dir, header, manifests: staged.manifests, members: staged.members };
 }
 
@@ -201,33 +232,16 @@ function checkInventory(inventory: InventoryEntry[], members: Map<string, { size
   for (const name of listed.keys()) if (!members.has(name)) throw new StrataError("archive_truncated", `member '${name}' is listed but missing`);
 }
 
-/** A `docker save` tar rebuilt from the staged image members. */
-function imageTar(dir: string): Readable {
-  const root = join(dir, "images");
-  const pack = tar.pack();
-  const add = async () => {
-    for (const first of readdirSync(root).sort()) {
-      const path = join(root, first);
-      const names = statSync(path).isDirectory() ? readdirSync(path).sort().map((n) => `${first}/${n}`) : [first];
-      if (statSync(path).isDirectory()) pack.entry({ name: `${first}/`, type: "directory", mode: 0o755 });
-      for (const name of names) {
-        const file = join(root, name);
-        const entry = pack.entry({ name, size: statSync(file).size, mode: 0o644 });
-        await pipeline(createReadStream(file), entry);
-      }
-    }
-    pack.finalize();
-  };
-  add().catch((error) => pack.destroy(error));
-  return pack as unknown as Readable;
-}
-
 export async function importArchive(ctx: Context, body: Readable, signal?: AbortSignal): Promise<ImportResult> {
   const dir = join(ctx.config.home, "tmp", `import-${randomUUID()}`);
   mkdirSync(dir, { recursive: true });
   const undo: (() => Promise<void> | void)[] = [];
   try {
-    const staged = await stage(ctx, body, dir, signal);
+    const loader: Loader = { missing: [] };
+    undo.push(async () => {
+      for (const id of loader.missing) await ctx.engine.removeImage(id, true).catch(() => undefined);
+    });
+    const staged = await stage(ctx, body, dir, loader, signal);
     const { header } = staged;
 
     // Decide everything before changing anything.
@@ -249,17 +263,8 @@ export async function importArchive(ctx: Context, body: Readable, signal?: Abort
       toAdd.push(declared);
     }
 
-    const neededImages = new Set(toAdd.map((s) => staged.manifests.get(s.id)!.manifest.content.imageId).filter((id): id is string => !!id));
-    const missing: string[] = [];
-    for (const id of neededImages) if (!(await ctx.engine.inspectImage(id))) missing.push(id);
-    if (missing.length) {
-      await ctx.engine.loadImages(imageTar(dir), signal).catch((error) => {
-        throw engineError(error, "load images");
-      });
-      for (const id of missing) {
-        undo.push(() => ctx.engine.removeImage(id, true).then(() => undefined, () => undefined));
-        if (!(await ctx.engine.inspectImage(id))) throw invalid(`the archive's images did not yield image ${id}`);
-      }
+    for (const id of loader.missing) {
+      if (!(await ctx.engine.inspectImage(id))) throw invalid(`the archive's images did not yield image ${id}`);
     }
 
     const imported: Snapshot[] = [];
