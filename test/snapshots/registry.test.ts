@@ -122,3 +122,40 @@ test("--auto-push pushes every snapshot once it is ready", async () => {
     await auto.close();
   }
 });
+
+test("credentials: the right ones push and pull, wrong or missing ones are registry_denied", async () => {
+  const secured = await startRegistry({ username: "ci", password: "s3cret" });
+  const good = await startTestServer({ registry: parseRegistry(secured.host, { username: "ci", password: "s3cret" }) });
+  const bad = await startTestServer({ registry: parseRegistry(secured.host, { username: "ci", password: "wrong" }) });
+  try {
+    const source = await good.strata.sandboxes.create({ image: baseImage });
+    await source.exec("echo secured > /f");
+    const snapshot = await (await source.snapshot()).waitUntilReady();
+    await snapshot.push();
+    const dirSnapshot = await (await source.snapshotDirectory("/etc")).waitUntilReady();
+    await dirSnapshot.push();
+
+    const other = await (await source.snapshot()).waitUntilReady();
+    const badCopy = await bad.strata.snapshots.import(new Uint8Array(await new Response(await other.export()).arrayBuffer()));
+    assert.equal(await errorCode(badCopy.snapshot.push()), "registry_denied");
+
+    // b has no credentials for this registry
+    assert.equal(await errorCode(b.strata.sandboxes.create({ image: baseImage, directorySnapshots: [{ imageUri: dirSnapshot.info.imageUri! }] })), "registry_denied");
+    const containers = await b.containers();
+    assert.equal(containers, await b.containers());
+    const imageId = snapshot.info.imageId!;
+    await source.delete();
+    await snapshot.delete();
+    await other.delete();
+    await badCopy.snapshot.delete();
+    assert.equal(await good.server.context.engine.inspectImage(imageId), null);
+    assert.equal(await errorCode(b.strata.sandboxes.create({ imageUri: snapshot.info.imageUri! })), "registry_denied");
+    const restored = await good.strata.sandboxes.create({ imageUri: snapshot.info.imageUri! });
+    assert.equal((await restored.exec("cat /f")).stdout, "secured\n");
+    await restored.delete();
+  } finally {
+    await good.close();
+    await bad.close();
+    await secured.close();
+  }
+});

@@ -1,6 +1,7 @@
 // A sandbox as SDK users hold it: its last known state plus the operations on it.
 import type { ExecEvent, ExecResult, ForkReply, Sandbox as SandboxInfo, Snapshot as SnapshotInfo, UploadResult } from "@strata/contract";
 import { Snapshot } from "./snapshot.js";
+import { jsonLines } from "./lines.js";
 import { StrataError } from "@strata/contract";
 import type { Body, CallOptions, Http } from "./http.js";
 
@@ -107,26 +108,13 @@ export class Sandbox {
   async execStream(cmd: string | string[], options: ExecStreamOptions = {}): Promise<ExecOutcome> {
     const { signal, onStdout, onStderr, ...rest } = options;
     const response = await this.http.send({ method: "POST", path: this.path("/exec/stream"), json: { cmd: argv(cmd), ...rest }, signal });
-    const decoder = new TextDecoder();
-    let buffered = "";
     let outcome: ExecOutcome | undefined;
-    const handle = (line: string) => {
-      if (!line) return;
-      const event = JSON.parse(line) as ExecEvent;
+    for await (const event of jsonLines<ExecEvent>(response.body!)) {
       if (event.type === "stdout") onStdout?.(event.data);
       else if (event.type === "stderr") onStderr?.(event.data);
       else if (event.type === "exit") outcome = { exitCode: event.exitCode, timedOut: event.timedOut, durationMs: event.durationMs };
       else throw StrataError.fromBody({ error: { code: event.code, message: event.message } }, 500);
-    };
-    for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
-      buffered += decoder.decode(chunk, { stream: true });
-      let newline: number;
-      while ((newline = buffered.indexOf("\n")) >= 0) {
-        handle(buffered.slice(0, newline));
-        buffered = buffered.slice(newline + 1);
-      }
     }
-    handle(buffered + decoder.decode());
     if (!outcome) throw new StrataError("internal", "the exec stream ended without an exit event");
     return outcome;
   }

@@ -5,6 +5,7 @@ import {
 } from "@strata/contract";
 import type { Body, CallOptions, Http } from "./http.js";
 import { runBuild, type BuildOptions } from "./build.js";
+import { jsonLines } from "./lines.js";
 
 export interface WaitOptions extends CallOptions {
   /** Called each time the server reports the snapshot's state while waiting. */
@@ -103,25 +104,12 @@ export class Snapshot {
     const response = await this.http.send({
       method: "POST", path: `/v1/snapshots/${this.id}/push`, json, signal: options.signal, headers: { accept: "application/x-ndjson" },
     });
-    const decoder = new TextDecoder();
-    let buffered = "";
     let result: SnapshotInfo | undefined;
-    const handle = (line: string) => {
-      if (!line.trim()) return;
-      const event = JSON.parse(line) as PushEvent;
+    for await (const event of jsonLines<PushEvent>(response.body!)) {
       if (event.type === "progress") options.onProgress?.(event);
       else if (event.type === "done") result = event.snapshot;
       else throw StrataError.fromBody({ error: { code: event.code, message: event.message } }, 500);
-    };
-    for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
-      buffered += decoder.decode(chunk, { stream: true });
-      let newline: number;
-      while ((newline = buffered.indexOf("\n")) >= 0) {
-        handle(buffered.slice(0, newline));
-        buffered = buffered.slice(newline + 1);
-      }
     }
-    handle(buffered);
     if (!result) throw new StrataError("internal", "the push stream ended without a result");
     this.info = result;
     return this;

@@ -38,7 +38,7 @@ function classifyRegistryError(message: string, status: number): RegistryFailure
   if (/connection refused|no such host|i\/o timeout|dial tcp|EOF|connection reset|server gave HTTP response/i.test(message)) {
     return new RegistryFailure("unavailable", message);
   }
-  if (/unauthorized|denied|authentication required|forbidden/i.test(message) || status === 401 || status === 403) return new RegistryFailure("denied", message);
+  if (/unauthorized|denied|authentication required|forbidden|basic auth credentials|credentials/i.test(message) || status === 401 || status === 403) return new RegistryFailure("denied", message);
   if (/manifest unknown|not found|does not exist/i.test(message) || status === 404) return new RegistryFailure("not_found", message);
   return new RegistryFailure("other", message);
 }

@@ -4,7 +4,7 @@
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import type { Snapshot } from "@strata/contract";
-import { labelKeys, type Context } from "../context.js";
+import { labelKeys, snapshotRepo, type Context } from "../context.js";
 import { finishContainerSnapshot, markFailed } from "./create.js";
 import { removeSnapshotArtifacts } from "./delete.js";
 
@@ -52,7 +52,24 @@ async function resolveInterrupted(ctx: Context, snapshot: Snapshot): Promise<voi
   });
 }
 
+/** A memory capture cut off after its checkpoint leaves the source stopped: start it from the checkpoint, or afresh. */
+async function restartCheckpointedSource(ctx: Context, snapshot: Snapshot): Promise<void> {
+  const containerId = ctx.index.findSandbox(snapshot.sandboxId)?.containerId;
+  if (!containerId) return;
+  const container = await ctx.engine.inspectContainer(containerId).catch(() => null);
+  if (!container || container.state === "running") return;
+  const name = `strata-${snapshot.id}`;
+  await ctx.engine.startContainer(containerId, name).catch(() => ctx.engine.startContainer(containerId).catch(() => undefined));
+  await ctx.engine.deleteCheckpoint(containerId, name).catch(() => undefined);
+}
+
 async function settleInterrupted(ctx: Context, snapshot: Snapshot): Promise<void> {
+  if (snapshot.kind === "memory") {
+    await restartCheckpointedSource(ctx, snapshot);
+    await ctx.engine.removeImage(`${snapshotRepo(ctx)}:${snapshot.id}`, false).catch(() => undefined);
+    markFailed(ctx, snapshot, { code: "interrupted", message: "the server stopped during the checkpoint" });
+    return;
+  }
   const images = await ctx.engine.listImages({ [labelKeys.snapshot]: snapshot.id, [labelKeys.server]: ctx.serverId });
   const image = images[0];
   if (image && snapshot.kind === "container") {
