@@ -81,8 +81,8 @@ export class BlobStore {
         done(null, chunk);
       },
     });
+    const out = createWriteStream(temp, { mode: 0o600 });
     try {
-      const out = createWriteStream(temp, { mode: 0o600 });
       await pipeline(source, meter, zstdStream("compress"), out, { signal: options.signal });
       const handle = await open(temp, "r");
       try {
@@ -100,8 +100,10 @@ export class BlobStore {
       } else rmSync(temp, { force: true });
       return { digest, sizeBytes: size, storedBytes: statSync(target).size, fileCount: counter.files, created };
     } catch (error) {
-      rmSync(temp, { force: true });
       source.destroy();
+      // The file may still be opening: remove it only once its stream has closed.
+      if (!out.closed) await new Promise<void>((resolve) => out.once("close", () => resolve()));
+      rmSync(temp, { force: true });
       throw error;
     } finally {
       this.active.delete(temp);

@@ -137,10 +137,10 @@ export class RegistryClient {
     return Readable.fromWeb(response.body as never);
   }
 
-  /** The header for the engine's push and pull (X-Registry-Auth). */
+  /** The header for the engine's push and pull (X-Registry-Auth): URL-safe base64 with padding, as the engine decodes it. */
   engineAuth(): string {
     return Buffer.from(
       JSON.stringify({ username: this.config.username ?? "", password: this.config.password ?? "", serveraddress: this.config.host }),
-    ).toString("base64url");
+    ).toString("base64").replace(/\+/g, "-").replace(/\//g, "_");
   }
 }
