@@ -59,6 +59,10 @@ export async function serve(args: string[]): Promise<number> {
     autoPush: values["auto-push"] ? true : undefined,
   });
   server.config.log({ event: "listening", url: server.url, home: server.config.home, engine: server.config.dockerHost });
+  // A background failure nobody awaited is logged, not fatal: the server keeps serving.
+  process.on("unhandledRejection", (error) => {
+    server.config.log({ event: "unhandled_rejection", message: String((error as Error)?.stack ?? error) });
+  });
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once("SIGINT", stop);

@@ -148,7 +148,9 @@ export class Builds {
     while (this.running < this.maxConcurrent && this.queue.length) {
       const state = this.state(this.queue.shift()!);
       this.running++;
-      state.done = this.run(state).finally(() => {
+      state.done = this.run(state).catch((error) => {
+        this.ctx.config.log({ event: "build_crashed", buildId: state.record.id, message: String((error as Error)?.stack ?? error) });
+      }).finally(() => {
         this.running--;
         this.pump();
       });
