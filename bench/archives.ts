@@ -2,7 +2,9 @@
 // changes, against the engine's own save piped through zstd, and zstd -d piped
 // into the engine's load.
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { createReadStream, createWriteStream, mkdtempSync, rmSync, statSync } from "node:fs";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Strata } from "@strata/sdk";
@@ -29,7 +31,7 @@ export async function benchArchives(strata: Strata, image: string, runs = 3): Pr
     runs,
     async () => {
       const stream = await snapshot.export();
-      writeFileSync(ours, Buffer.from(await new Response(stream).arrayBuffer()));
+      await pipeline(Readable.fromWeb(stream as never), createWriteStream(ours));
     },
     async () => {
       sh(`curl -sf --unix-socket ${socket} 'http://engine/images/get?names=${imageId}' | zstd -q -c > '${theirs}'`);
@@ -47,7 +49,7 @@ export async function benchArchives(strata: Strata, image: string, runs = 3): Pr
   const importRun = await compare(
     runs,
     async () => {
-      const { snapshot: imported } = await strata.snapshots.import(new Uint8Array(await import("node:fs").then((fs) => fs.readFileSync(ours))));
+      const { snapshot: imported } = await strata.snapshots.import(Readable.toWeb(createReadStream(ours)) as ReadableStream<Uint8Array>);
       return async () => {
         await imported.delete({ force: true });
         await rawRemoveImage(imageId).catch(() => undefined);
