@@ -83,7 +83,9 @@ export async function snapshot(args: string[]): Promise<number> {
         try {
           await created.waitUntilReady({ signal, onProgress: (info) => bar?.update(`snapshot ${created.id}: ${info.status}`) });
         } catch (error) {
-          bar?.done(`snapshot ${created.id}: ${created.info.status}`);
+          bar?.done(`snapshot ${created.id}: ${signal.aborted ? "cancelled" : created.info.status}`);
+          // Ctrl-C while waiting cancels the snapshot: nothing half-made stays behind.
+          if (signal.aborted) await created.delete({ force: true }).catch(() => undefined);
           throw error;
         }
         const info = created.info;
