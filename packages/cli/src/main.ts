@@ -55,6 +55,9 @@ main(process.argv.slice(2)).then(
     if (error instanceof UsageError) {
       process.stderr.write(`strata: ${error.message}\n\n${process.argv[2] === "serve" ? serveHelp : process.argv[2] === "sandbox" ? sandboxHelp : process.argv[2] === "snapshot" ? snapshotHelp : process.argv[2] === "build" ? buildHelp : help}`);
       process.exitCode = 2;
+    } else if ((error as Error)?.message === "interrupted") {
+      process.stderr.write("strata: interrupted\n");
+      process.exitCode = 130;
     } else if (error instanceof StrataError) {
       process.stderr.write(`strata: ${error.message} (${error.code})\n`);
       process.exitCode = 1;
