@@ -25,6 +25,8 @@ install_packages() {
   command -v docker-registry >/dev/null 2>&1 || missing="$missing docker-registry"
   command -v zstd >/dev/null 2>&1 || missing="$missing zstd"
   [ -x /bin/busybox ] || missing="$missing busybox-static"
+  # the tests make the registry's htpasswd (bcrypt) with python3's crypt module
+  command -v python3 >/dev/null 2>&1 || missing="$missing python3"
   if [ -n "$missing" ]; then
     log "installing:$missing"
     as_root apt-get update -qq
