@@ -54,6 +54,10 @@ JSON
 start_engine() {
   if engine_answers; then return; fi
   write_daemon_config
+  # A daemon killed without cleanup leaves its pid file behind.
+  if [ -f /var/run/docker.pid ] && ! kill -0 "$(cat /var/run/docker.pid)" 2>/dev/null; then
+    as_root rm -f /var/run/docker.pid
+  fi
   log "starting dockerd"
   as_root mkdir -p /var/log
   # No init system is assumed: start the daemon detached from this shell.
