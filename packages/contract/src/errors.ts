@@ -13,7 +13,6 @@ export const errorStatus = {
   snapshot_not_found: 404,
   sandbox_name_taken: 409,
   sandbox_not_running: 409,
-  sandbox_busy: 409,
   snapshot_name_taken: 409,
   snapshot_not_ready: 409,
   snapshot_has_children: 409,
