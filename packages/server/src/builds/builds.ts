@@ -11,7 +11,7 @@ import { labelKeys, snapshotRepo, type Context } from "../context.js";
 import { BuildFailure } from "../engine/engine.js";
 import { engineError } from "../engine/errors.js";
 import type { ManifestV1 } from "../snapshots/manifest.js";
-import { readyRecord } from "../snapshots/store.js";
+import { markReady } from "../snapshots/ready.js";
 import { writeFileDurable } from "../store/durable.js";
 import { baseImages } from "./dockerfile.js";
 
@@ -292,10 +292,7 @@ export class Builds {
       },
       createdAt: state.record.createdAt,
     };
-    const digest = ctx.snapshots.writeManifest(manifest);
-    const record = readyRecord(manifest, digest, { ...(name ? { name } : {}), readyAt: new Date().toISOString() });
-    ctx.snapshots.writeRecord(record);
-    ctx.index.putSnapshot(record);
+    const record = markReady(ctx, manifest, name ? { name } : {});
     state.record = { ...state.record, architecture: image.architecture };
     return record;
   }

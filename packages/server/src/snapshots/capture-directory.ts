@@ -10,7 +10,7 @@ import tar from "tar-stream";
 import type { StoredBlob } from "../blobs/store.js";
 import type { Context } from "../context.js";
 import type { ManifestV1 } from "./manifest.js";
-import { readyRecord } from "./store.js";
+import { markReady } from "./ready.js";
 
 /** The archive path that yields entries relative to the directory (`./...`). */
 export function archivePath(path: string): string {
@@ -93,10 +93,5 @@ function finish(ctx: Context, record: Snapshot, blob: StoredBlob): Snapshot {
     },
     createdAt: record.createdAt,
   };
-  const digest = ctx.snapshots.writeManifest(manifest);
-  const ready = readyRecord(manifest, digest, { name: record.name, readyAt: new Date().toISOString(), storedBytes: blob.storedBytes });
-  ctx.snapshots.writeRecord(ready);
-  ctx.index.putSnapshot(ready);
-  ctx.jobs.changed(record.id);
-  return ready;
+  return markReady(ctx, manifest, { name: record.name, storedBytes: blob.storedBytes });
 }

@@ -12,7 +12,7 @@ import { StrataError, type Snapshot } from "@strata/contract";
 import tar from "tar-stream";
 import { labelKeys, snapshotRepo, type Context } from "../context.js";
 import type { ManifestV1 } from "./manifest.js";
-import { readyRecord } from "./store.js";
+import { markReady } from "./ready.js";
 
 /** A tar of a directory's regular files and subdirectories, streamed. */
 function packDirectory(dir: string): Readable {
@@ -143,12 +143,7 @@ export async function captureMemory(ctx: Context, record: Snapshot, containerId:
       },
       createdAt: record.createdAt,
     };
-    const digest = ctx.snapshots.writeManifest(manifest);
-    const ready = readyRecord(manifest, digest, { name: record.name, readyAt: new Date().toISOString(), storedBytes: blob.storedBytes });
-    ctx.snapshots.writeRecord(ready);
-    ctx.index.putSnapshot(ready);
-    ctx.jobs.changed(record.id);
-    return ready;
+    return markReady(ctx, manifest, { name: record.name, storedBytes: blob.storedBytes });
   } catch (error) {
     await resume();
     if (imageId) await ctx.engine.removeImage(`${snapshotRepo(ctx)}:${record.id}`, false).catch(() => undefined);

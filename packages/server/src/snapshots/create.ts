@@ -13,7 +13,7 @@ import { captureDirectory, checkDirectory } from "./capture-directory.js";
 import { pushSnapshot } from "./push.js";
 import { captureMemory } from "./capture-memory.js";
 import type { ManifestV1 } from "./manifest.js";
-import { readyRecord } from "./store.js";
+import { markReady } from "./ready.js";
 
 export async function createSnapshot(ctx: Context, sandboxRef: string, request: CreateSnapshotRequest): Promise<Snapshot> {
   const row = findSandbox(ctx, sandboxRef);
@@ -144,12 +144,7 @@ export async function finishContainerSnapshot(ctx: Context, record: Snapshot, im
     content: { imageId, sizeBytes, imageSizeBytes: image.sizeBytes, layers: image.layers },
     createdAt: record.createdAt,
   };
-  const digest = ctx.snapshots.writeManifest(manifest);
-  const ready = readyRecord(manifest, digest, { name: record.name, readyAt: new Date().toISOString() });
-  ctx.snapshots.writeRecord(ready);
-  ctx.index.putSnapshot(ready);
-  ctx.jobs.changed(record.id);
-  return ready;
+  return markReady(ctx, manifest, { name: record.name });
 }
 
 export function markFailed(ctx: Context, record: Snapshot, error: StrataError | { code: string; message: string }): void {

@@ -15,7 +15,7 @@ import { snapshotRepo, type Context } from "../context.js";
 import { engineError } from "../engine/errors.js";
 import { archiveFormat, classifyMember, headerName, inventoryName, type ArchiveHeader, type InventoryEntry } from "./archive.js";
 import { parseManifest, sha256, type ManifestV1 } from "./manifest.js";
-import { readyRecord } from "./store.js";
+import { markReady } from "./ready.js";
 
 const zstdMagic = Buffer.from([0x28, 0xb5, 0x2f, 0xfd]);
 const maxSmallMember = 1024 * 1024;
@@ -288,19 +288,15 @@ export async function importArchive(ctx: Context, body: Readable, signal?: Abort
         await ctx.engine.tagImage(manifest.content.imageId, snapshotRepo(ctx), manifest.id);
         undo.push(() => ctx.engine.removeImage(`${snapshotRepo(ctx)}:${manifest.id}`, true).then(() => undefined, () => undefined));
       }
-      const digest = ctx.snapshots.writeManifestBytes(manifest.id, bytes);
       undo.push(() => {
         ctx.snapshots.remove(manifest.id);
         ctx.index.deleteSnapshot(manifest.id);
       });
-      const record = readyRecord(manifest, digest, {
+      const record = markReady(ctx, manifest, {
         ...(declared.name ? { name: declared.name } : {}),
         ...(declared.imageUri ? { imageUri: declared.imageUri } : {}),
-        readyAt: new Date().toISOString(),
         ...(storedBytes !== undefined ? { storedBytes } : {}),
-      });
-      ctx.snapshots.writeRecord(record);
-      ctx.index.putSnapshot(record);
+      }, bytes);
       imported.push(record);
     }
     const last = header.snapshots[header.snapshots.length - 1]!;

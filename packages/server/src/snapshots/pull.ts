@@ -10,7 +10,7 @@ import type { Context } from "../context.js";
 import { engineError } from "../engine/errors.js";
 import { RegistryClient } from "../registry/client.js";
 import { isLoopbackHost } from "../registry/config.js";
-import { readyRecord } from "./store.js";
+import { markReady } from "./ready.js";
 import type { ManifestV1 } from "./manifest.js";
 
 const uriPattern = /^([A-Za-z0-9.-]+(?::\d+)?|\[[0-9a-fA-F:]+\](?::\d+)?)\/([a-z0-9]+(?:[._/-][a-z0-9]+)*)@(sha256:[0-9a-f]{64})$/;
@@ -92,10 +92,7 @@ export async function snapshotFromImageUri(ctx: Context, imageUri: string, signa
     labels: {}, origin: { imageUri }, content, createdAt,
   };
   try {
-    const manifestDigest = ctx.snapshots.writeManifest(manifestDoc);
-    const record = readyRecord(manifestDoc, manifestDigest, { imageUri, readyAt: new Date().toISOString(), ...(pinned ? { storedBytes: ctx.blobs.storedSize(pinned) } : {}) });
-    ctx.snapshots.writeRecord(record);
-    ctx.index.putSnapshot(record);
+    const record = markReady(ctx, manifestDoc, { imageUri, ...(pinned ? { storedBytes: ctx.blobs.storedSize(pinned) } : {}) });
     ctx.config.log({ event: "snapshot_pulled", snapshotId: id, imageUri });
     return record;
   } finally {
