@@ -2,6 +2,7 @@
 // Requests stream in both directions; nothing here knows about sandboxes.
 import http from "node:http";
 import type { Duplex, Readable } from "node:stream";
+import { StringDecoder } from "node:string_decoder";
 
 export interface DockerRequest {
   method: "GET" | "POST" | "PUT" | "DELETE" | "HEAD";
@@ -127,6 +128,33 @@ export class DockerClient {
   close(): void {
     this.agent.destroy();
   }
+}
+
+/** The engine's progress stream (pull, push, load, build): one JSON message per line. */
+export interface EngineMessage {
+  stream?: string;
+  status?: string;
+  id?: string;
+  progressDetail?: { current?: number; total?: number };
+  error?: string;
+  errorDetail?: { message?: string };
+  aux?: { ID?: string; Digest?: string };
+}
+
+export async function* engineMessages(stream: Readable): AsyncGenerator<EngineMessage> {
+  const decoder = new StringDecoder("utf8");
+  let buffered = "";
+  for await (const chunk of stream) {
+    buffered += decoder.write(chunk as Buffer);
+    let newline: number;
+    while ((newline = buffered.indexOf("\n")) >= 0) {
+      const line = buffered.slice(0, newline).trim();
+      buffered = buffered.slice(newline + 1);
+      if (line) yield JSON.parse(line) as EngineMessage;
+    }
+  }
+  buffered += decoder.end();
+  if (buffered.trim()) yield JSON.parse(buffered) as EngineMessage;
 }
 
 export async function readText(stream: Readable): Promise<string> {

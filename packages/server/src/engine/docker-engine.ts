@@ -1,7 +1,7 @@
 // The Engine implemented on the Docker Engine API.
 import { readdirSync, readFileSync } from "node:fs";
 import type { Readable } from "node:stream";
-import { DockerApiError, DockerClient, readText } from "./docker-client.js";
+import { DockerApiError, DockerClient, engineMessages, readText } from "./docker-client.js";
 import type {
   CommitSpec, ContainerInfo, ContainerSpec, ContainerState, Engine, ExecHandlers, ExecOutcome, ExecSpec, ImageInfo, ImageSummary, PathStat,
   TransferProgress, BuildSpec,
@@ -335,12 +335,9 @@ export class DockerEngine implements Engine {
 
   async loadImages(tar: Readable, signal?: AbortSignal): Promise<void> {
     const reply = await this.client.request({ method: "POST", path: "/images/load", query: { quiet: true }, body: tar, contentType: "application/x-tar", signal });
-    const text = await readText(reply.body);
-    if (reply.status >= 400) throw new DockerApiError(reply.status, text, "images/load");
-    // Errors during the load arrive in the JSON message stream with a 200.
-    for (const line of text.split("\n")) {
-      if (!line.trim()) continue;
-      const message = JSON.parse(line) as { error?: string; errorDetail?: { message?: string } };
+    if (reply.status >= 400) throw new DockerApiError(reply.status, await readText(reply.body), "images/load");
+    // Errors during the load arrive in the message stream with a 200.
+    for await (const message of engineMessages(reply.body)) {
       if (message.error) throw new DockerApiError(400, message.errorDetail?.message ?? message.error, "images/load");
     }
   }
@@ -351,25 +348,13 @@ export class DockerEngine implements Engine {
     const reply = await this.client.request({ method: "POST", path, query, headers: { "x-registry-auth": auth }, signal });
     if (reply.status >= 400) throw classifyRegistryError(await readText(reply.body), reply.status);
     let digest: string | undefined;
-    let buffered = "";
-    for await (const chunk of reply.body) {
-      buffered += (chunk as Buffer).toString("utf8");
-      let newline: number;
-      while ((newline = buffered.indexOf("\n")) >= 0) {
-        const line = buffered.slice(0, newline).trim();
-        buffered = buffered.slice(newline + 1);
-        if (!line) continue;
-        const message = JSON.parse(line) as {
-          status?: string; id?: string; progressDetail?: { current?: number; total?: number };
-          error?: string; errorDetail?: { message?: string }; aux?: { Digest?: string };
-        };
-        if (message.error) throw classifyRegistryError(message.errorDetail?.message ?? message.error, 0);
-        if (message.aux?.Digest) digest = message.aux.Digest;
-        const found = /digest: (sha256:[0-9a-f]{64})/.exec(message.status ?? "");
-        if (found) digest ??= found[1];
-        if (message.status) {
-          onProgress?.({ status: message.status, ...(message.id ? { layer: message.id } : {}), ...message.progressDetail });
-        }
+    for await (const message of engineMessages(reply.body)) {
+      if (message.error) throw classifyRegistryError(message.errorDetail?.message ?? message.error, 0);
+      if (message.aux?.Digest) digest = message.aux.Digest;
+      const found = /digest: (sha256:[0-9a-f]{64})/.exec(message.status ?? "");
+      if (found) digest ??= found[1];
+      if (message.status) {
+        onProgress?.({ status: message.status, ...(message.id ? { layer: message.id } : {}), ...message.progressDetail });
       }
     }
     return { digest };
@@ -405,7 +390,6 @@ export class DockerEngine implements Engine {
     if (reply.status >= 400) throw new BuildFailure(JSON.parse(await readText(reply.body) || "{}").message ?? `build refused (${reply.status})`);
     let imageId: string | undefined;
     let pending = "";
-    let buffered = "";
     const emit = (text: string) => {
       pending += text;
       let newline: number;
@@ -414,21 +398,13 @@ export class DockerEngine implements Engine {
         pending = pending.slice(newline + 1);
       }
     };
-    for await (const chunk of reply.body) {
-      buffered += (chunk as Buffer).toString("utf8");
-      let newline: number;
-      while ((newline = buffered.indexOf("\n")) >= 0) {
-        const line = buffered.slice(0, newline).trim();
-        buffered = buffered.slice(newline + 1);
-        if (!line) continue;
-        const message = JSON.parse(line) as { stream?: string; status?: string; error?: string; errorDetail?: { message?: string }; aux?: { ID?: string } };
-        if (message.stream) emit(message.stream);
-        if (message.status) emit(`${message.status}\n`);
-        if (message.aux?.ID) imageId = message.aux.ID;
-        if (message.error) {
-          if (pending) emit("\n");
-          throw new BuildFailure(message.errorDetail?.message ?? message.error);
-        }
+    for await (const message of engineMessages(reply.body)) {
+      if (message.stream) emit(message.stream);
+      if (message.status) emit(`${message.status}\n`);
+      if (message.aux?.ID) imageId = message.aux.ID;
+      if (message.error) {
+        if (pending) emit("\n");
+        throw new BuildFailure(message.errorDetail?.message ?? message.error);
       }
     }
     if (pending) emit("\n");
