@@ -20,51 +20,42 @@ const image = "strata-test/busybox:latest";
 const runs = Number(process.env.BENCH_RUNS ?? 20);
 const root = fileURLToPath(new URL("../..", import.meta.url));
 
-/** A second server process pushing to the given registry. */
-async function serverWithRegistry(registry: string): Promise<{ strata: Strata; close(): Promise<void> }> {
-  const home = mkdtempSync(join(tmpdir(), "strata-bench-reg-"));
-  const port = 7900 + Math.floor(Math.random() * 90);
-  const child = spawn(process.execPath, [join(root, "packages/cli/bin/strata.js"), "serve", "--port", String(port), "--home", home, "--registry", registry], {
+/** A Strata server as its own process, on a random port with a temp home, once it answers. */
+async function serverProcess(extraArgs: string[] = []): Promise<{ strata: Strata; home: string; pid: number; close(): Promise<void> }> {
+  const home = mkdtempSync(join(tmpdir(), "strata-bench-"));
+  const port = 7600 + Math.floor(Math.random() * 390);
+  const child = spawn(process.execPath, [join(root, "packages/cli/bin/strata.js"), "serve", "--port", String(port), "--home", home, ...extraArgs], {
     stdio: ["ignore", "ignore", "inherit"],
   });
   const strata = new Strata({ baseUrl: `http://127.0.0.1:${port}` });
+  const close = async () => {
+    child.kill("SIGTERM");
+    if (child.exitCode === null) await new Promise((resolve) => child.once("exit", resolve));
+    rmSync(home, { recursive: true, force: true });
+  };
   for (let i = 0; ; i++) {
     try {
       await strata.health();
       break;
     } catch (error) {
-      if (i > 100) throw error;
+      if (i > 100) {
+        await close();
+        throw error;
+      }
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
   }
-  return {
-    strata,
-    async close() {
-      child.kill("SIGTERM");
-      await new Promise((resolve) => child.once("exit", resolve));
-      rmSync(home, { recursive: true, force: true });
-    },
-  };
+  return { strata, home, pid: child.pid!, close };
 }
 
+/** A second server pushing to the given registry. */
+const serverWithRegistry = (registry: string) => serverProcess(["--registry", registry]);
+
 async function main(): Promise<void> {
-  const home = mkdtempSync(join(tmpdir(), "strata-bench-"));
-  process.env.BENCH_HOME = home;
-  const port = 7600 + Math.floor(Math.random() * 300);
-  const server = spawn(process.execPath, [join(root, "packages/cli/bin/strata.js"), "serve", "--port", String(port), "--home", home], {
-    stdio: ["ignore", "ignore", "inherit"],
-  });
-  const strata = new Strata({ baseUrl: `http://127.0.0.1:${port}` });
+  const server = await serverProcess();
+  const strata = server.strata;
+  process.env.BENCH_HOME = server.home;
   try {
-    for (let i = 0; ; i++) {
-      try {
-        await strata.health();
-        break;
-      } catch (error) {
-        if (i > 100) throw error;
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      }
-    }
     // `npm run bench -- sandboxes snapshots:1MB,100MB` picks scenarios; all by default.
     const picks = process.argv.slice(2);
     const wants = (name: string) => !picks.length || picks.some((p) => p.split(":")[0] === name);
@@ -72,7 +63,7 @@ async function main(): Promise<void> {
     const rows = [
       ...(wants("sandboxes") ? await benchSandboxes(strata, image, runs) : []),
       ...(wants("snapshots") ? await benchSnapshots(strata, image, sizes) : []),
-      ...(wants("directories") ? await benchDirectories(strata, image, server.pid!) : []),
+      ...(wants("directories") ? await benchDirectories(strata, image, server.pid) : []),
       ...(wants("archives") ? await benchArchives(strata, image) : []),
       ...(wants("builds") ? await benchBuilds(strata, image) : []),
       ...(wants("registry") ? await benchRegistry(serverWithRegistry, image) : []),
@@ -86,9 +77,7 @@ async function main(): Promise<void> {
       engine: (await strata.health()).engine,
     });
   } finally {
-    server.kill("SIGTERM");
-    await new Promise((resolve) => server.once("exit", resolve));
-    rmSync(home, { recursive: true, force: true });
+    await server.close();
   }
 }
 
