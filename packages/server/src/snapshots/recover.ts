@@ -7,6 +7,7 @@ import type { Snapshot } from "@strata/contract";
 import { labelKeys, snapshotRepo, type Context } from "../context.js";
 import { finishContainerSnapshot, markFailed } from "./create.js";
 import { removeSnapshotArtifacts } from "./delete.js";
+import type { StoreScan } from "./store.js";
 
 export interface ReindexReport {
   snapshots: number;
@@ -15,19 +16,22 @@ export interface ReindexReport {
 
 /** Rebuilds the index from the manifests and records on disk. */
 export function reindexSnapshots(ctx: Context): ReindexReport {
+  const scan = rebuildIndex(ctx);
+  return { snapshots: scan.snapshots.length, malformed: scan.malformed };
+}
+
+function rebuildIndex(ctx: Context): StoreScan {
   const scan = ctx.snapshots.scan();
   ctx.index.replaceSnapshots(scan.snapshots);
   for (const bad of scan.malformed) ctx.config.log({ event: "snapshot_malformed", snapshotId: bad.id, reason: bad.reason });
-  return { snapshots: scan.snapshots.length, malformed: scan.malformed };
+  return scan;
 }
 
 export async function recoverSnapshots(ctx: Context): Promise<void> {
   ctx.snapshots.cleanTemp();
   ctx.blobs.cleanTemp();
   rmSync(join(ctx.config.home, "tmp"), { recursive: true, force: true });
-  const { snapshots } = { snapshots: ctx.snapshots.scan().snapshots };
-  reindexSnapshots(ctx);
-  for (const snapshot of snapshots) {
+  for (const snapshot of rebuildIndex(ctx).snapshots) {
     if (snapshot.status === "creating") await resolveInterrupted(ctx, snapshot);
     else if (snapshot.status === "deleting") await removeSnapshotArtifacts(ctx, snapshot);
   }
