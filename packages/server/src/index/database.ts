@@ -241,6 +241,17 @@ export class Index {
     return row ? (JSON.parse(row.record) as Snapshot) : null;
   }
 
+  /** A ready snapshot pushed to, or pulled from, this registry reference. */
+  findSnapshotByImageUri(imageUri: string): Snapshot | null {
+    const row = this.db
+      .prepare(
+        `SELECT record FROM snapshots WHERE status = 'ready'
+         AND (json_extract(record, '$.imageUri') = ? OR json_extract(record, '$.origin.imageUri') = ?) LIMIT 1`,
+      )
+      .get(imageUri, imageUri) as { record: string } | undefined;
+    return row ? (JSON.parse(row.record) as Snapshot) : null;
+  }
+
   snapshotNameOwner(name: string): string | null {
     const row = this.db.prepare(`SELECT id FROM snapshots WHERE name = ?`).get(name) as { id: string } | undefined;
     return row?.id ?? null;

@@ -29,7 +29,7 @@ function clientFor(ctx: Context, host: string): RegistryClient {
 /** The local snapshot for an imageUri, pulling it when this server has none. */
 export async function snapshotFromImageUri(ctx: Context, imageUri: string, signal?: AbortSignal): Promise<Snapshot> {
   const { host, repo, digest } = parseImageUri(imageUri);
-  const known = ctx.index.listSnapshots({ status: "ready", limit: 1000 }).find((s) => s.imageUri === imageUri || s.origin?.imageUri === imageUri);
+  const known = ctx.index.findSnapshotByImageUri(imageUri);
   if (known) return known;
   const client = clientFor(ctx, host);
   const manifest = await client.getManifest(repo, digest);
