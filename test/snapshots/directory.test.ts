@@ -126,6 +126,26 @@ test("a stopped source, excludes, and a capture of /", async () => {
   await root.delete();
 });
 
+test("links in the path resolve inside the sandbox; links in the directory stay links", async () => {
+  const source = await t.strata.sandboxes.create({ image: baseImage });
+  // from the host these would lead to the host's /etc; the capture must read the sandbox's
+  await source.exec("echo mine > /etc/strata-marker && mkdir -p /d && ln -s ../../../../../.. /d/up && ln -s / /root-link && ln -s /etc /d/etc-link");
+  const etc = await (await source.snapshotDirectory("/d/up/root-link/etc")).waitUntilReady();
+  assert.equal(etc.info.path, "/d/up/root-link/etc");
+  const links = await (await source.snapshotDirectory("/d")).waitUntilReady();
+  const restored = await t.strata.sandboxes.create({
+    image: baseImage,
+    directorySnapshots: [{ snapshotId: etc.id, path: "/captured-etc" }, { snapshotId: links.id, path: "/captured-d" }],
+  });
+  assert.equal((await restored.exec("cat /captured-etc/strata-marker")).stdout, "mine\n");
+  const listing = (sandbox: typeof source, dir: string) => sandbox.exec(`cd ${dir} && ls -A`).then((r) => r.stdout);
+  assert.equal(await listing(restored, "/captured-etc"), await listing(source, "/etc"));
+  assert.equal((await restored.exec("readlink /captured-d/up /captured-d/etc-link")).stdout, "../../../../../..\n/etc\n");
+  for (const s of [restored, source]) await s.delete();
+  await etc.delete();
+  await links.delete();
+});
+
 test("a missing path is 404 path_not_found and stores nothing", async () => {
   const source = await t.strata.sandboxes.create({ image: baseImage });
   const blobsBefore = blobFiles(t).length;

@@ -3,7 +3,7 @@
 // is <hex>. Written through a temp file, fsynced and renamed; identical
 // content is stored once. Reading checks the digest as the bytes stream.
 import { createHash, randomUUID } from "node:crypto";
-import { createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
+import { createReadStream, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
 import { open } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable, Transform } from "node:stream";
@@ -11,7 +11,7 @@ import { pipeline } from "node:stream/promises";
 import { StrataError } from "@strata/contract";
 import { fsyncDirectory } from "../store/durable.js";
 import { TarCounter } from "./tar-count.js";
-import { zstdStream } from "./zstd.js";
+import { compressToFile, zstdStream } from "./zstd.js";
 
 const digestPattern = /^sha256:([0-9a-f]{64})$/;
 
@@ -81,15 +81,12 @@ export class BlobStore {
         done(null, chunk);
       },
     });
-    const out = createWriteStream(temp, { mode: 0o600 });
+    const file = await open(temp, "wx", 0o600);
+    const zstd = compressToFile(file.fd);
     try {
-      await pipeline(source, meter, zstdStream("compress"), out, { signal: options.signal });
-      const handle = await open(temp, "r");
-      try {
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
+      await Promise.all([pipeline(source, meter, zstd.input, { signal: options.signal }), zstd.done]);
+      await file.sync();
+      await file.close();
       const digest = `sha256:${hash.digest("hex")}`;
       const target = this.path(digest);
       this.pin(digest);
@@ -101,8 +98,9 @@ export class BlobStore {
       return { digest, sizeBytes: size, storedBytes: statSync(target).size, fileCount: counter.files, created };
     } catch (error) {
       source.destroy();
-      // The file may still be opening: remove it only once its stream has closed.
-      if (!out.closed) await new Promise<void>((resolve) => out.once("close", () => resolve()));
+      zstd.stop();
+      await zstd.done.catch(() => undefined);
+      await file.close().catch(() => undefined);
       rmSync(temp, { force: true });
       throw error;
     } finally {

@@ -1,7 +1,7 @@
 // zstd compression through the system's `zstd` program (installed by the
 // setup script): fast, multi-threaded, and streaming with bounded memory.
-import { spawn } from "node:child_process";
-import { Duplex } from "node:stream";
+import { spawn, type ChildProcessByStdio } from "node:child_process";
+import { Duplex, type Readable, type Writable } from "node:stream";
 
 /** A duplex that compresses (or decompresses) what is written to it. */
 export function zstdStream(mode: "compress" | "decompress", level = 1): Duplex {
@@ -18,4 +18,22 @@ export function zstdStream(mode: "compress" | "decompress", level = 1): Duplex {
     if (child.exitCode === null) child.kill("SIGKILL");
   });
   return duplex;
+}
+
+/**
+ * Compresses what is written to `input` straight into an open file, so the
+ * compressed bytes never pass through this process. `done` settles when zstd
+ * has exited; `stop` kills it.
+ */
+export function compressToFile(fd: number, level = 1): { input: Writable; done: Promise<void>; stop(): void } {
+  const child = spawn("zstd", [`-${level}`, "-T0", "-q", "-c"], { stdio: ["pipe", fd, "pipe"] }) as ChildProcessByStdio<Writable, null, Readable>;
+  let stderr = "";
+  child.stderr.on("data", (data) => (stderr += data));
+  const done = new Promise<void>((resolve, reject) => {
+    child.on("error", reject);
+    child.on("close", (code, signal) => (code === 0 ? resolve() : reject(new Error(`zstd compress failed (${code ?? signal}): ${stderr.trim()}`))));
+  });
+  // a failed zstd is reported through done; its stdin only breaks
+  child.stdin.on("error", () => undefined);
+  return { input: child.stdin, done, stop: () => child.exitCode === null && child.kill("SIGKILL") };
 }

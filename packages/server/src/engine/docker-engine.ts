@@ -1,5 +1,5 @@
 // The Engine implemented on the Docker Engine API.
-import { readdirSync, readFileSync } from "node:fs";
+import { accessSync, constants, readdirSync, readFileSync } from "node:fs";
 import type { Readable } from "node:stream";
 import { DockerApiError, DockerClient, engineMessages, readText } from "./docker-client.js";
 import type {
@@ -22,8 +22,10 @@ interface DockerImage {
 
 interface DockerContainer {
   Id: string;
-  State: { Status: ContainerState; ExitCode: number };
+  State: { Status: ContainerState; ExitCode: number; Running: boolean };
   Config: { Labels?: Record<string, string> | null };
+  HostConfig?: { Runtime?: string };
+  GraphDriver?: { Name?: string; Data?: Record<string, string> | null };
 }
 
 interface DockerContainerSummary {
@@ -266,6 +268,20 @@ export class DockerEngine implements Engine {
     if (reply.status === 404) return null;
     if (reply.status >= 400) throw new DockerApiError(reply.status, `stat ${path} failed`, "archive");
     return parseStat(reply.headers["x-docker-container-path-stat"]);
+  }
+
+  async hostRootfs(containerId: string): Promise<string | null> {
+    if (!this.client.isLocal) return null;
+    const c = await this.client.json<DockerContainer>({ method: "GET", path: `/containers/${containerId}/json` });
+    const runtime = c.HostConfig?.Runtime ?? "runc";
+    const merged = c.GraphDriver?.Data?.MergedDir;
+    if (!c.State.Running || runtime !== "runc" || c.GraphDriver?.Name !== "overlay2" || !merged) return null;
+    try {
+      accessSync(merged, constants.R_OK | constants.X_OK);
+      return merged;
+    } catch {
+      return null; // the engine's data is not readable from here (another mount namespace, no permission)
+    }
   }
 
   async getArchive(containerId: string, path: string, signal?: AbortSignal): Promise<{ stat: PathStat; tar: Readable }> {

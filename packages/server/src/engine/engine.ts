@@ -126,6 +126,13 @@ export interface Engine {
   exec(containerId: string, spec: ExecSpec, handlers: ExecHandlers): Promise<ExecOutcome>;
   /** Stat of a path; null when it does not exist. */
   statPath(containerId: string, path: string): Promise<PathStat | null>;
+  /**
+   * The running container's root filesystem as a directory on this host (the
+   * overlay's merged view), or null when there is none to read here: a remote
+   * engine, a stopped container, another storage driver, or a runtime (gVisor)
+   * that keeps the container's writes away from the host.
+   */
+  hostRootfs(containerId: string): Promise<string | null>;
   /** A tar stream of the path (a file or a directory). */
   getArchive(containerId: string, path: string, signal?: AbortSignal): Promise<{ stat: PathStat; tar: Readable }>;
   /** Extracts a tar stream into the directory at path, which must exist. */

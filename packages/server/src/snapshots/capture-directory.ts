@@ -1,5 +1,5 @@
-// Capturing a directory snapshot: the engine's archive of the path (entries
-// relative to it, so the digest does not depend on where it came from),
+// Capturing a directory snapshot: an archive of the path (entries relative
+// to it, so the digest does not depend on where it came from),
 // filtered by the excludes, streamed into a content-addressed blob.
 import { posix } from "node:path";
 import { PassThrough, type Readable } from "node:stream";
@@ -9,6 +9,7 @@ import picomatch from "picomatch";
 import tar from "tar-stream";
 import type { StoredBlob } from "../blobs/store.js";
 import type { Context } from "../context.js";
+import { hostTar } from "./host-tar.js";
 import type { ManifestV1 } from "./manifest.js";
 import { markReady } from "./ready.js";
 
@@ -61,10 +62,20 @@ export async function checkDirectory(ctx: Context, containerId: string, path: st
   if (!target?.isDirectory) throw new StrataError("bad_request", `'${path}' is not a directory`);
 }
 
+/**
+ * The directory as a tar stream: read on the host when the engine keeps the
+ * running sandbox's files here (twice as fast), else the engine's archive.
+ */
+async function readDirectory(ctx: Context, containerId: string, path: string, signal: AbortSignal): Promise<Readable> {
+  const root = await ctx.engine.hostRootfs(containerId);
+  if (root) return hostTar(root, path, signal);
+  return (await ctx.engine.getArchive(containerId, archivePath(path), signal)).tar;
+}
+
 export async function captureDirectory(ctx: Context, record: Snapshot, containerId: string, signal: AbortSignal): Promise<Snapshot> {
   const path = record.path!;
-  const archive = await ctx.engine.getArchive(containerId, archivePath(path), signal);
-  const source = record.exclude?.length ? filterTar(archive.tar, excluder(record.exclude)) : archive.tar;
+  const archive = await readDirectory(ctx, containerId, path, signal);
+  const source = record.exclude?.length ? filterTar(archive, excluder(record.exclude)) : archive;
   const blob = await ctx.blobs.writeTar(source, { limitBytes: ctx.config.maxSnapshotBytes, signal });
   try {
     if (signal.aborted) throw new StrataError("internal", "snapshot deleted while creating");

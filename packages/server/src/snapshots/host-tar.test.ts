@@ -1,0 +1,75 @@
+// A hostile sandbox's links never lead the host's reader out of its root.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdirSync, mkdtempSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { StrataError } from "@strata/contract";
+import tar from "tar-stream";
+import { hostTar, openInRoot } from "./host-tar.js";
+
+function fixture(): { root: string; cleanup: () => void } {
+  const outer = mkdtempSync(join(tmpdir(), "strata-host-tar-"));
+  const root = join(outer, "root");
+  mkdirSync(join(root, "etc"), { recursive: true });
+  mkdirSync(join(root, "data/deep"), { recursive: true });
+  writeFileSync(join(root, "etc/marker"), "inside");
+  writeFileSync(join(outer, "secret"), "outside");
+  symlinkSync("/", join(root, "abs"));
+  symlinkSync("../../../../../..", join(root, "data/deep/up"));
+  symlinkSync("/etc", join(root, "data/etc-link"));
+  symlinkSync("loop", join(root, "loop"));
+  symlinkSync("/data/etc-link/marker", join(root, "data/file-link"));
+  return { root, cleanup: () => rmSync(outer, { recursive: true, force: true }) };
+}
+
+async function resolved(root: string, path: string): Promise<string> {
+  const handle = await openInRoot(root, path);
+  try {
+    return readlinkSync(`/proc/self/fd/${handle.fd}`);
+  } finally {
+    await handle.close();
+  }
+}
+
+test("links resolve inside the root: absolute from the root, .. stops at it", async () => {
+  const { root, cleanup } = fixture();
+  try {
+    assert.equal(await resolved(root, "/"), root);
+    assert.equal(await resolved(root, "/abs/abs/etc"), join(root, "etc"));
+    assert.equal(await resolved(root, "/data/deep/up/etc"), join(root, "etc"));
+    assert.equal(await resolved(root, "/../../etc/../data"), join(root, "data"));
+    assert.equal(await resolved(root, "/data/etc-link"), join(root, "etc"));
+    const code = async (path: string) => openInRoot(root, path).then(() => "opened", (error: StrataError) => error.code);
+    assert.equal(await code("/missing"), "path_not_found");
+    assert.equal(await code("/loop"), "bad_request");
+    assert.equal(await code("/data/file-link"), "bad_request");
+    assert.equal(await code("/etc/marker"), "bad_request");
+  } finally {
+    cleanup();
+  }
+});
+
+test("the archive holds links as links, never what they point to", async () => {
+  const { root, cleanup } = fixture();
+  try {
+    const entries: { name: string; type: string; linkname?: string | null; body: string }[] = [];
+    const extract = tar.extract();
+    extract.on("entry", (header, stream, next) => {
+      let body = "";
+      stream.on("data", (chunk) => (body += String(chunk)));
+      stream.on("end", () => {
+        entries.push({ name: header.name, type: header.type ?? "", linkname: header.linkname, body });
+        next();
+      });
+    });
+    const done = new Promise<void>((resolve, reject) => extract.on("finish", () => resolve()).on("error", reject));
+    (await hostTar(root, "/abs/data")).pipe(extract);
+    await done;
+    assert.deepEqual(entries.map((e) => e.name), ["./", "./deep/", "./deep/up", "./etc-link", "./file-link"]);
+    assert.deepEqual(entries.filter((e) => e.type === "symlink").map((e) => e.linkname), ["../../../../../..", "/etc", "/data/etc-link/marker"]);
+    assert.ok(entries.every((e) => !e.body.includes("outside")));
+  } finally {
+    cleanup();
+  }
+});
