@@ -49,7 +49,7 @@ export async function benchArchives(strata: Strata, image: string, runs = 3): Pr
   const importRun = await compare(
     runs,
     async () => {
-      const { snapshot: imported } = await strata.snapshots.import(Readable.toWeb(createReadStream(ours)) as ReadableStream<Uint8Array>);
+      const { snapshot: imported } = await strata.snapshots.import(Readable.toWeb(createReadStream(ours, { highWaterMark: 1024 * 1024 })) as ReadableStream<Uint8Array>);
       return async () => {
         await imported.delete({ force: true });
         await rawRemoveImage(imageId).catch(() => undefined);

@@ -174,7 +174,7 @@ export async function snapshot(args: string[]): Promise<number> {
       const size = statSync(file).size;
       const bar = transferBar(`import ${file}`, size);
       const signal = interruptSignal();
-      const result = await client(values).snapshots.import(Readable.toWeb(createReadStream(file)) as ReadableStream<Uint8Array>, {
+      const result = await client(values).snapshots.import(Readable.toWeb(createReadStream(file, { highWaterMark: 1024 * 1024 })) as ReadableStream<Uint8Array>, {
         signal, onProgress: (n) => bar.update(n),
       });
       bar.done(`imported ${result.imported.length}, already present ${result.skipped.length}`);

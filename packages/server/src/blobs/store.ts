@@ -10,7 +10,7 @@ import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { StrataError } from "@strata/contract";
 import { fsyncDirectory } from "../store/durable.js";
-import { TarCounter } from "./tar-count.js";
+import { TarCounter } from "./tar-scan.js";
 import { compressToFile, zstdStream } from "./zstd.js";
 
 const digestPattern = /^sha256:([0-9a-f]{64})$/;
@@ -77,7 +77,11 @@ export class BlobStore {
         size += chunk.length;
         if (size > limit) return done(new StrataError("snapshot_too_large", `the directory is larger than the limit of ${limit} bytes`));
         hash.update(chunk);
-        counter.push(chunk);
+        try {
+          counter.push(chunk);
+        } catch (error) {
+          return done(new StrataError("bad_request", `the archive cannot be read: ${(error as Error).message}`));
+        }
         done(null, chunk);
       },
     });

@@ -1,8 +1,8 @@
-// The header-only tar counter agrees with a real tar writer.
+// The header-only tar scanner agrees with a real tar writer.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import tar from "tar-stream";
-import { TarCounter } from "./tar-count.js";
+import { TarCounter, TarScanner, type TarEntry } from "./tar-scan.js";
 
 async function archive(): Promise<Buffer> {
   const pack = tar.pack();
@@ -26,4 +26,21 @@ test("counts files and directories whatever the chunking", async () => {
     for (let i = 0; i < bytes.length; i += size) counter.push(bytes.subarray(i, i + size));
     assert.deepEqual([counter.files, counter.directories], [5, 2], `chunk ${size}`);
   }
+});
+
+test("names and link targets of any length come out whole", async () => {
+  const bytes = await archive();
+  const entries: TarEntry[] = [];
+  const scanner = new TarScanner((entry) => entries.push(entry));
+  for (let i = 0; i < bytes.length; i += 333) scanner.push(bytes.subarray(i, i + 333));
+  assert.deepEqual(entries.map((e) => [e.type, e.name, e.linkname]), [
+    ["5", "root/", ""],
+    ["0", "root/a.txt", ""],
+    ["0", "root/big.bin", ""],
+    ["0", "root/" + "long-name-".repeat(20) + ".txt", ""],
+    ["2", "root/link", "a.txt"],
+    ["5", "root/sub/", ""],
+    ["0", "root/sub/empty", ""],
+  ]);
+  assert.equal(entries[2]!.size, 70000);
 });
