@@ -129,7 +129,7 @@ test("a stopped source, excludes, and a capture of /", async () => {
 test("links in the path resolve inside the sandbox; links in the directory stay links", async () => {
   const source = await t.strata.sandboxes.create({ image: baseImage });
   // from the host these would lead to the host's /etc; the capture must read the sandbox's
-  await source.exec("echo mine > /etc/strata-marker && mkdir -p /d/sub /e && ln -s ../../../../../.. /e/up && ln -s / /root-link && ln -s /etc /d/etc-link && ln -s sub /d/inner");
+  await source.exec("echo mine > /etc/strata-marker && mkdir -p /d/sub /e && ln -s ../../../../../.. /e/up && ln -s / /root-link && ln -s /etc /d/etc-link && ln -s sub /d/inner && ln -s ../../.. /d/sub/up");
   const etc = await (await source.snapshotDirectory("/e/up/root-link/etc")).waitUntilReady();
   assert.equal(etc.info.path, "/e/up/root-link/etc");
   const links = await (await source.snapshotDirectory("/d")).waitUntilReady();
@@ -140,7 +140,8 @@ test("links in the path resolve inside the sandbox; links in the directory stay 
   assert.equal((await restored.exec("cat /captured-etc/strata-marker")).stdout, "mine\n");
   const listing = (sandbox: typeof source, dir: string) => sandbox.exec(`cd ${dir} && ls -A`).then((r) => r.stdout);
   assert.equal(await listing(restored, "/captured-etc"), await listing(source, "/etc"));
-  assert.equal((await restored.exec("readlink /captured-d/etc-link; readlink /captured-d/inner")).stdout, "/etc\nsub\n");
+  // a relative link that climbs out of the directory is restored as it was
+  assert.equal((await restored.exec("readlink /captured-d/etc-link; readlink /captured-d/inner; readlink /captured-d/sub/up")).stdout, "/etc\nsub\n../../..\n");
   for (const s of [restored, source]) await s.delete();
   await etc.delete();
   await links.delete();

@@ -1,5 +1,7 @@
 // The Engine implemented on the Docker Engine API.
-import { accessSync, constants, readdirSync, readFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { accessSync, constants, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
 import type { Readable } from "node:stream";
 import { DockerApiError, DockerClient, engineMessages, readText } from "./docker-client.js";
 import type {
@@ -43,6 +45,17 @@ function classifyRegistryError(message: string, status: number): RegistryFailure
   if (/unauthorized|denied|authentication required|forbidden|basic auth credentials|credentials/i.test(message) || status === 401 || status === 403) return new RegistryFailure("denied", message);
   if (/manifest unknown|not found|does not exist/i.test(message) || status === 404) return new RegistryFailure("not_found", message);
   return new RegistryFailure("other", message);
+}
+
+/** Runs a host command; rejects with its error output unless it exits 0. */
+function run(command: string, args: string[], cwd: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { cwd, stdio: ["ignore", "ignore", "pipe"] });
+    let stderr = "";
+    child.stderr.on("data", (data) => (stderr += data));
+    child.on("error", reject);
+    child.on("close", (code) => (code === 0 ? resolve() : reject(new Error(`${command} failed (${code}): ${stderr.trim()}`))));
+  });
 }
 
 function notFound(error: unknown): boolean {
@@ -281,6 +294,48 @@ export class DockerEngine implements Engine {
       return merged;
     } catch {
       return null; // the engine's data is not readable from here (another mount namespace, no permission)
+    }
+  }
+
+  /** The overlay layout of a created container this host can mount, or null. */
+  private async overlay(containerId: string): Promise<{ layerDir: string; merged: string } | null> {
+    if (!this.client.isLocal || process.getuid?.() !== 0) return null;
+    const c = await this.client.json<DockerContainer>({ method: "GET", path: `/containers/${containerId}/json` });
+    const data = c.GraphDriver?.Data;
+    if (c.GraphDriver?.Name !== "overlay2" || !data?.UpperDir || !data.MergedDir || (c.HostConfig?.Runtime ?? "runc") !== "runc") return null;
+    if (c.State.Status !== "created") return null;
+    const layerDir = dirname(data.UpperDir);
+    if (!existsSync(join(layerDir, "lower"))) return null;
+    return { layerDir, merged: data.MergedDir };
+  }
+
+  async mountRootfs(containerId: string): Promise<string | null> {
+    const overlay = await this.overlay(containerId);
+    if (!overlay) return null;
+    // the engine's own form: short lower links relative to its overlay root
+    const id = basename(overlay.layerDir);
+    const lower = readFileSync(join(overlay.layerDir, "lower"), "utf8").trim();
+    const options = `lowerdir=${lower},upperdir=${id}/diff,workdir=${id}/work`;
+    const cwd = dirname(overlay.layerDir);
+    // the engine makes the mount point when it mounts, and removes it after
+    mkdirSync(overlay.merged, { recursive: true, mode: 0o700 });
+    try {
+      await run("mount", ["-t", "overlay", "overlay", "-o", `index=off,${options}`, overlay.merged], cwd);
+    } catch {
+      await run("mount", ["-t", "overlay", "overlay", "-o", options, overlay.merged], cwd);
+    }
+    return overlay.merged;
+  }
+
+  async unmountRootfs(containerId: string): Promise<void> {
+    const overlay = await this.overlay(containerId).catch(() => null);
+    if (!overlay) return;
+    const mounted = readFileSync("/proc/self/mountinfo", "utf8").split("\n").some((line) => line.split(" ")[4] === overlay.merged);
+    if (mounted) await run("umount", [overlay.merged], "/");
+    try {
+      rmdirSync(overlay.merged);
+    } catch {
+      // not empty or already gone: the engine copes either way
     }
   }
 

@@ -133,6 +133,14 @@ export interface Engine {
    * that keeps the container's writes away from the host.
    */
   hostRootfs(containerId: string): Promise<string | null>;
+  /**
+   * Mounts a created (not yet started) container's root filesystem on this
+   * host, as the engine would when starting it, and returns where; null when
+   * that cannot be done here (as for hostRootfs). Unmount before starting.
+   */
+  mountRootfs(containerId: string): Promise<string | null>;
+  /** Undoes mountRootfs; a container that is not mounted is not an error. */
+  unmountRootfs(containerId: string): Promise<void>;
   /** A tar stream of the path (a file or a directory). */
   getArchive(containerId: string, path: string, signal?: AbortSignal): Promise<{ stat: PathStat; tar: Readable }>;
   /** Extracts a tar stream into the directory at path, which must exist. */

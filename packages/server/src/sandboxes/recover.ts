@@ -6,6 +6,10 @@ import type { SandboxRow } from "../index/database.js";
 
 export async function recoverSandboxes(ctx: Context): Promise<void> {
   const containers = await ctx.engine.listContainers({ [labelKeys.server]: ctx.serverId });
+  // a crash while directories were being restored leaves a created container's files mounted here
+  for (const container of containers) {
+    if (container.state === "created") await ctx.engine.unmountRootfs(container.id).catch(() => undefined);
+  }
   const rows = ctx.index.listSandboxes();
   const known = new Set<string>();
   for (const row of rows) {

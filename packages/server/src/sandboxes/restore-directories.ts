@@ -7,6 +7,7 @@ import { StrataError, type CreateSandboxRequest, type Snapshot } from "@strata/c
 import type { Context } from "../context.js";
 import { readySnapshot } from "../snapshots/find.js";
 import { snapshotFromImageUri } from "../snapshots/pull.js";
+import { hostUntar } from "../snapshots/host-tar.js";
 import { ensureDirectory } from "./files.js";
 import { PassThrough } from "node:stream";
 
@@ -46,7 +47,23 @@ export async function planDirectoryRestores(ctx: Context, entries: CreateSandbox
   return plan.sort((a, b) => a.path.split("/").length - b.path.split("/").length);
 }
 
+/**
+ * Puts the directories in place in the created container: on the host, in
+ * its mounted root filesystem, when the engine keeps it here (several times
+ * faster); else through the engine's archive API.
+ */
 export async function applyDirectoryRestores(ctx: Context, containerId: string, plan: DirectoryRestore[]): Promise<void> {
+  if (!plan.length) return;
+  const root = await ctx.engine.mountRootfs(containerId);
+  if (!root) return applyThroughEngine(ctx, containerId, plan);
+  try {
+    for (const { snapshot, path } of plan) await hostUntar(root, path, ctx.blobs.read(snapshot.contentDigest!));
+  } finally {
+    await ctx.engine.unmountRootfs(containerId);
+  }
+}
+
+async function applyThroughEngine(ctx: Context, containerId: string, plan: DirectoryRestore[]): Promise<void> {
   for (const { snapshot, path } of plan) {
     await ensureDirectory(ctx, containerId, path);
     const blob = ctx.blobs.read(snapshot.contentDigest!);

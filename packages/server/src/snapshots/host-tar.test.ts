@@ -1,12 +1,13 @@
 // A hostile sandbox's links never lead the host's reader out of its root.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import type { Readable } from "node:stream";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { StrataError } from "@strata/contract";
 import tar from "tar-stream";
-import { hostTar, openInRoot } from "./host-tar.js";
+import { hostTar, hostUntar, openInRoot } from "./host-tar.js";
 
 function fixture(): { root: string; cleanup: () => void } {
   const outer = mkdtempSync(join(tmpdir(), "strata-host-tar-"));
@@ -69,6 +70,42 @@ test("the archive holds links as links, never what they point to", async () => {
     assert.deepEqual(entries.map((e) => e.name), ["./", "./deep/", "./deep/up", "./etc-link", "./file-link"]);
     assert.deepEqual(entries.filter((e) => e.type === "symlink").map((e) => e.linkname), ["../../../../../..", "/etc", "/data/etc-link/marker"]);
     assert.ok(entries.every((e) => !e.body.includes("outside")));
+  } finally {
+    cleanup();
+  }
+});
+
+async function crafted(entries: { name: string; type?: "directory" | "symlink" | "link" | "file"; linkname?: string; body?: string }[]): Promise<Readable> {
+  const pack = tar.pack();
+  for (const entry of entries) pack.entry({ name: entry.name, type: entry.type ?? "file", linkname: entry.linkname, mode: 0o755 }, entry.body ?? "");
+  pack.finalize();
+  return pack as unknown as Readable;
+}
+
+test("extraction never leaves its directory, whatever the archive or the links already there", async () => {
+  const { root, cleanup } = fixture();
+  const outside = join(root, "..", "outside");
+  mkdirSync(outside);
+  symlinkSync(outside, join(root, "data/host-link"));
+  try {
+    const refused = [
+      [{ name: "./", type: "directory" }, { name: "./host-link/x", body: "no" }],
+      [{ name: "./", type: "directory" }, { name: "./l", type: "symlink", linkname: "/" }, { name: "./l/x", body: "no" }],
+      [{ name: "./", type: "directory" }, { name: "./h", type: "link", linkname: "../../secret" }],
+      [{ name: "./", type: "directory" }, { name: "../x", body: "no" }],
+      [{ name: "/abs", body: "no" }],
+    ] as const;
+    for (const entries of refused) {
+      const code = await hostUntar(root, "/data", await crafted([...entries])).then(() => "extracted", (error: StrataError) => error.code);
+      assert.equal(code, "archive_unsafe_path", JSON.stringify(entries));
+    }
+    // a directory member where a link stands replaces the link, as the engine's extraction does
+    await hostUntar(root, "/data", await crafted([{ name: "./", type: "directory" }, { name: "./host-link/", type: "directory" }, { name: "./host-link/x", body: "yes" }]));
+    assert.equal(readFileSync(join(root, "data/host-link/x"), "utf8"), "yes");
+    assert.deepEqual(readdirSync(outside), []);
+    // a missing directory is made; links in the path resolve inside the root
+    await hostUntar(root, "/abs/new/dir", await crafted([{ name: "./", type: "directory" }, { name: "./f", body: "made" }]));
+    assert.equal(readFileSync(join(root, "new/dir/f"), "utf8"), "made");
   } finally {
     cleanup();
   }
