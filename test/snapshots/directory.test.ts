@@ -147,6 +147,29 @@ test("links in the path resolve inside the sandbox; links in the directory stay 
   await links.delete();
 });
 
+test("a restore merges with what the image holds there and follows the image's links", async () => {
+  const source = await t.strata.sandboxes.create({ image: baseImage });
+  await source.exec("mkdir -p /real/sub /d/sub && echo base > /real/keep && echo old > /real/sub/replaced && ln -s /real /link && echo new > /d/added && echo new > /d/sub/replaced");
+  const image = await (await source.snapshot()).waitUntilReady();
+  const dir = await (await source.snapshotDirectory("/d")).waitUntilReady();
+  const restored = await t.strata.sandboxes.create({ snapshotId: image.id, directorySnapshots: [{ snapshotId: dir.id, path: "/link" }] });
+  const seen = await restored.exec("readlink /link; cat /real/keep /real/added /real/sub/replaced");
+  assert.equal(seen.stdout, "/real\nbase\nnew\nnew\n");
+  for (const s of [restored, source]) await s.delete();
+  await dir.delete();
+  await image.delete();
+});
+
+test("gVisor sandboxes restore through the engine's archive API", async () => {
+  const source = await t.strata.sandboxes.create({ image: baseImage });
+  await source.exec("mkdir -p /g/sub && echo via-api > /g/sub/f && ln -s sub /g/link");
+  const dir = await (await source.snapshotDirectory("/g")).waitUntilReady();
+  const restored = await t.strata.sandboxes.create({ image: baseImage, isolation: "gvisor", directorySnapshots: [{ snapshotId: dir.id, path: "/restored" }] });
+  assert.equal((await restored.exec("cat /restored/link/f")).stdout, "via-api\n");
+  for (const s of [restored, source]) await s.delete();
+  await dir.delete();
+});
+
 test("a missing path is 404 path_not_found and stores nothing", async () => {
   const source = await t.strata.sandboxes.create({ image: baseImage });
   const blobsBefore = blobFiles(t).length;

@@ -309,7 +309,7 @@ export class DockerEngine implements Engine {
     return { layerDir, merged: data.MergedDir };
   }
 
-  async mountRootfs(containerId: string): Promise<string | null> {
+  async mountRootfs(containerId: string): Promise<{ root: string; writableLayer: string } | null> {
     const overlay = await this.overlay(containerId);
     if (!overlay) return null;
     // the engine's own form: short lower links relative to its overlay root
@@ -324,7 +324,7 @@ export class DockerEngine implements Engine {
     } catch {
       await run("mount", ["-t", "overlay", "overlay", "-o", options, overlay.merged], cwd);
     }
-    return overlay.merged;
+    return { root: overlay.merged, writableLayer: join(overlay.layerDir, "diff") };
   }
 
   async unmountRootfs(containerId: string): Promise<void> {

@@ -135,10 +135,12 @@ export interface Engine {
   hostRootfs(containerId: string): Promise<string | null>;
   /**
    * Mounts a created (not yet started) container's root filesystem on this
-   * host, as the engine would when starting it, and returns where; null when
-   * that cannot be done here (as for hostRootfs). Unmount before starting.
+   * host, as the engine would when starting it; null when that cannot be done
+   * here (as for hostRootfs). `root` is the container's view; `writableLayer`
+   * the directory that holds its own changes (the overlay's upper layer),
+   * which may be written to only while unmounted. Unmount before starting.
    */
-  mountRootfs(containerId: string): Promise<string | null>;
+  mountRootfs(containerId: string): Promise<{ root: string; writableLayer: string } | null>;
   /** Undoes mountRootfs; a container that is not mounted is not an error. */
   unmountRootfs(containerId: string): Promise<void>;
   /** A tar stream of the path (a file or a directory). */

@@ -7,7 +7,8 @@ import { StrataError, type CreateSandboxRequest, type Snapshot } from "@strata/c
 import type { Context } from "../context.js";
 import { readySnapshot } from "../snapshots/find.js";
 import { snapshotFromImageUri } from "../snapshots/pull.js";
-import { hostUntar } from "../snapshots/host-tar.js";
+import { readlink } from "node:fs/promises";
+import { hostUntar, openInRoot } from "../snapshots/host-tar.js";
 import { ensureDirectory } from "./files.js";
 import { PassThrough } from "node:stream";
 
@@ -48,16 +49,41 @@ export async function planDirectoryRestores(ctx: Context, entries: CreateSandbox
 }
 
 /**
- * Puts the directories in place in the created container: on the host, in
- * its mounted root filesystem, when the engine keeps it here (several times
- * faster); else through the engine's archive API.
+ * Puts the directories in place in the created container: on the host when
+ * the engine keeps its files here (several times faster), else through the
+ * engine's archive API.
  */
 export async function applyDirectoryRestores(ctx: Context, containerId: string, plan: DirectoryRestore[]): Promise<void> {
   if (!plan.length) return;
-  const root = await ctx.engine.mountRootfs(containerId);
-  if (!root) return applyThroughEngine(ctx, containerId, plan);
+  for (const [i, { snapshot, path }] of plan.entries()) {
+    const target = await hostTarget(ctx, containerId, path);
+    if (!target) return applyThroughEngine(ctx, containerId, plan.slice(i));
+    await hostUntar(target.layer, target.path, ctx.blobs.read(snapshot.contentDigest!));
+  }
+}
+
+/**
+ * Where a restore to `path` goes in the container's writable layer. The path
+ * is resolved (and made) in the mounted container's view, so links in its
+ * image and in earlier restores are followed as the sandbox would follow
+ * them, and the directory is copied up into the writable layer; then the
+ * view is unmounted and the archive extracted straight into that layer, which
+ * is plain disk: half again as fast as writing through the overlay.
+ */
+async function hostTarget(ctx: Context, containerId: string, path: string): Promise<{ layer: string; path: string } | null> {
+  const mounted = await ctx.engine.mountRootfs(containerId);
+  if (!mounted) return null;
   try {
-    for (const { snapshot, path } of plan) await hostUntar(root, path, ctx.blobs.read(snapshot.contentDigest!));
+    const handle = await openInRoot(mounted.root, path, { create: true });
+    try {
+      const stat = await handle.stat();
+      await handle.chown(stat.uid, stat.gid); // a change of metadata copies the directory up
+      const real = await readlink(`/proc/self/fd/${handle.fd}`);
+      if (real !== mounted.root && !real.startsWith(`${mounted.root}/`)) throw new StrataError("internal", `'${path}' resolved outside the container (${real})`);
+      return { layer: mounted.writableLayer, path: real.slice(mounted.root.length) || "/" };
+    } finally {
+      await handle.close();
+    }
   } finally {
     await ctx.engine.unmountRootfs(containerId);
   }
