@@ -1,7 +1,8 @@
 // A thin HTTP client for the Docker Engine API over its unix socket (or TCP).
 // Requests stream in both directions; nothing here knows about sandboxes.
 import http from "node:http";
-import { Transform, type Duplex, type Readable } from "node:stream";
+import type { Duplex, Readable } from "node:stream";
+import { coalesce } from "../streams.js";
 import { StringDecoder } from "node:string_decoder";
 
 export interface DockerRequest {
@@ -42,34 +43,6 @@ function isReadable(value: unknown): value is Readable {
   return !!value && typeof (value as Readable).pipe === "function";
 }
 
-/**
- * Joins small chunks into writes of about 1 MiB: each write to the engine's
- * socket costs a chunk header and a system call, and streams such as tar
- * packs hand over many small pieces.
- */
-function coalesce(size = 1024 * 1024): Transform {
-  let parts: Buffer[] = [];
-  let held = 0;
-  const release = (stream: Transform) => {
-    if (!held) return;
-    stream.push(parts.length === 1 ? parts[0] : Buffer.concat(parts, held));
-    parts = [];
-    held = 0;
-  };
-  return new Transform({
-    transform(chunk: Buffer, _encoding, done) {
-      parts.push(chunk);
-      held += chunk.length;
-      if (held >= size) release(this);
-      done();
-    },
-    flush(done) {
-      release(this);
-      done();
-    },
-  });
-}
-
 export class DockerClient {
   private readonly target: { socketPath?: string; host?: string; port?: number };
   private readonly agent: http.Agent;
@@ -98,7 +71,13 @@ export class DockerClient {
   private send(req: DockerRequest, clientRequest: http.ClientRequest): void {
     if (req.body === undefined) clientRequest.end();
     else if (isReadable(req.body)) {
+      // a body that fails or closes before its end aborts the request, so the engine never waits on it
+      let ended = false;
+      req.body.on("end", () => (ended = true));
       req.body.on("error", (error) => clientRequest.destroy(error));
+      req.body.on("close", () => {
+        if (!ended) clientRequest.destroy(new Error("the request body closed before its end"));
+      });
       req.body.pipe(coalesce()).pipe(clientRequest);
     } else clientRequest.end(JSON.stringify(req.body));
   }
