@@ -146,7 +146,7 @@ export class BlobStore {
       },
     });
     const decompress = zstdStream("decompress");
-    const file = createReadStream(path);
+    const file = createReadStream(path, { highWaterMark: 1024 * 1024 });
     const fail = (error: Error) => {
       check.destroy(error instanceof StrataError ? error : new StrataError("blob_corrupt", `blob ${digest} cannot be read: ${error.message}`));
     };

@@ -11,6 +11,7 @@ import { pipeline } from "node:stream/promises";
 import { StrataError, type ImportResult, type Snapshot } from "@strata/contract";
 import tar from "tar-stream";
 import { zstdStream } from "../blobs/zstd.js";
+import { coalesce } from "../streams.js";
 import { snapshotRepo, type Context } from "../context.js";
 import { engineError } from "../engine/errors.js";
 import { archiveFormat, classifyMember, headerName, inventoryName, type ArchiveHeader, type InventoryEntry } from "./archive.js";
@@ -55,7 +56,7 @@ async function decompressed(body: Readable): Promise<Readable> {
   if (head.length) body.unshift(head);
   if (head.length >= 4 && head.subarray(0, 4).equals(zstdMagic)) {
     const unzstd = zstdStream("decompress");
-    body.pipe(unzstd);
+    body.pipe(coalesce()).pipe(unzstd);
     body.on("error", (error) => unzstd.destroy(error));
     return unzstd;
   }
