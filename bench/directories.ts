@@ -32,6 +32,16 @@ function sh(command: string): string {
   return execFileSync("sh", ["-c", command], { encoding: "utf8", maxBuffer: 1024 * 1024 }).trim();
 }
 
+/**
+ * Lets the disk finish what a removal of 1 GB of files left it (the root
+ * filesystem here is mounted with `discard`), so each timed restore starts
+ * from a quiet disk whichever side ran before it.
+ */
+async function settle(): Promise<void> {
+  sh("sync");
+  await new Promise((resolve) => setTimeout(resolve, 8000));
+}
+
 function peakRss(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
   return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024;
@@ -74,12 +84,18 @@ export async function benchDirectories(strata: Strata, image: string, serverPid:
     runs,
     async () => {
       const restored = await strata.sandboxes.create({ image, directorySnapshots: [{ snapshotId: snapshot.id }] });
-      return () => restored.delete();
+      return async () => {
+        await restored.delete();
+        await settle();
+      };
     },
     async () => {
       const target = mkdtempSync(join(tmpdir(), "strata-bench-untar-"));
       sh(`zstd -d -q -c '${blob}' | tar -x -C '${target}'`);
-      return async () => rmSync(target, { recursive: true, force: true });
+      return async () => {
+        rmSync(target, { recursive: true, force: true });
+        await settle();
+      };
     },
     1,
   );
