@@ -5,7 +5,7 @@
 // at a time below the root, never following a link out of it, and tar walks
 // from that open directory with openat and O_NOFOLLOW, so a link swapped in
 // while it reads is archived as a link, never followed.
-import { spawn, type ChildProcessByStdio } from "node:child_process";
+import { spawn, type ChildProcess, type ChildProcessByStdio } from "node:child_process";
 import { constants } from "node:fs";
 import { lstat, mkdir, open, readlink, type FileHandle } from "node:fs/promises";
 import { posix } from "node:path";
@@ -67,27 +67,33 @@ export async function openInRoot(root: string, path: string, options: { create?:
 }
 
 /**
+ * Spawns a command with the open directory as its file descriptor 3. The
+ * caller attaches its listeners before it waits for anything (closing the
+ * handle included), or it could miss the child's end.
+ */
+function spawnWith(handle: FileHandle, command: string, args: string[], stdin: "ignore" | "pipe"): ChildProcess {
+  try {
+    const out = stdin === "pipe" ? "ignore" : "pipe";
+    return spawn(command, args, { stdio: [stdin, out, "pipe", handle.fd] });
+  } catch (error) {
+    void handle.close();
+    throw error;
+  }
+}
+
+/**
  * A tar stream of the directory at `path` under `root`, entries relative to
  * it (`./...`), in name order with numeric owners and file capabilities, as
  * the engine's archive carries them. The stream fails unless tar succeeds.
  */
 export async function hostTar(root: string, path: string, signal?: AbortSignal): Promise<Readable> {
   const handle = await openInRoot(root, path);
-  let child: ChildProcessByStdio<null, Readable, Readable>;
-  try {
-    child = spawn(
-      "tar",
-      [
-        "--create", "--file=-", "--directory=/proc/self/fd/3", "--sort=name", "--numeric-owner", "--one-file-system",
-        // pax only where needed (long names, capabilities), no access or change times: the same files give the same bytes
-        "--format=posix", "--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime,delete=mtime",
-        "--xattrs", "--xattrs-include=security.capability", ".",
-      ],
-      { stdio: ["ignore", "pipe", "pipe", handle.fd] },
-    ) as unknown as ChildProcessByStdio<null, Readable, Readable>;
-  } finally {
-    await handle.close();
-  }
+  const child = spawnWith(handle, "tar", [
+    "--create", "--file=-", "--directory=/proc/self/fd/3", "--sort=name", "--numeric-owner", "--one-file-system",
+    // pax only where needed (long names, capabilities), no access or change times: the same files give the same bytes
+    "--format=posix", "--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime,delete=mtime",
+    "--xattrs", "--xattrs-include=security.capability", ".",
+  ], "ignore") as unknown as ChildProcessByStdio<null, Readable, Readable>;
   const out = new PassThrough({ highWaterMark: 1024 * 1024 });
   let stderr = "";
   child.stderr.on("data", (data) => (stderr = (stderr + data).slice(-4000)));
@@ -104,6 +110,8 @@ export async function hostTar(root: string, path: string, signal?: AbortSignal):
     if (code === 0 || code === 1) out.end();
     else out.destroy(new StrataError("internal", `reading '${path}' failed (tar ${code ?? killed}): ${stderr.trim()}`));
   });
+  // only now that every listener is on: the child may end while this waits
+  await handle.close();
   return out;
 }
 
@@ -149,25 +157,17 @@ export class ExtractGuard {
  */
 export async function hostUntar(root: string, path: string, source: Readable, signal?: AbortSignal): Promise<void> {
   const handle = await openInRoot(root, path, { create: true });
-  let child: ChildProcessByStdio<Writable, null, Readable>;
-  try {
-    child = spawn(
-      "tar",
-      [
-        "--extract", "--file=-", "--directory=/proc/self/fd/3", "--numeric-owner", "--same-owner", "--preserve-permissions",
-        "--xattrs", "--xattrs-include=security.capability",
-      ],
-      { stdio: ["pipe", "ignore", "pipe", handle.fd] },
-    ) as unknown as ChildProcessByStdio<Writable, null, Readable>;
-  } finally {
-    await handle.close();
-  }
+  const child = spawnWith(handle, "tar", [
+    "--extract", "--file=-", "--directory=/proc/self/fd/3", "--numeric-owner", "--same-owner", "--preserve-permissions",
+    "--xattrs", "--xattrs-include=security.capability",
+  ], "pipe") as unknown as ChildProcessByStdio<Writable, null, Readable>;
   let stderr = "";
   child.stderr.on("data", (data) => (stderr = (stderr + data).slice(-4000)));
   const exited = new Promise<number | null>((resolve, reject) => {
     child.on("error", reject);
     child.on("close", (code) => resolve(code));
   });
+  exited.catch(() => undefined); // awaited below; a failed spawn must not count as unhandled meanwhile
   const guard = new ExtractGuard();
   const scanner = new TarScanner((entry) => guard.check(entry));
   const check = new Transform({
@@ -181,6 +181,7 @@ export async function hostUntar(root: string, path: string, source: Readable, si
     },
   });
   child.stdin.on("error", () => undefined); // tar's verdict comes from its exit code
+  await handle.close(); // only now that every listener is on: the child may end while this waits
   try {
     await pipeline(source, check, child.stdin, { signal });
   } catch (error) {
