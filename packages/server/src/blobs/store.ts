@@ -3,7 +3,7 @@
 // is <hex>. Written through a temp file, fsynced and renamed; identical
 // content is stored once. Reading checks the digest as the bytes stream.
 import { createHash, randomUUID } from "node:crypto";
-import { createReadStream, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
+import { closeSync, existsSync, openSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
 import { open } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable, Transform } from "node:stream";
@@ -11,7 +11,7 @@ import { pipeline } from "node:stream/promises";
 import { StrataError } from "@strata/contract";
 import { fsyncDirectory } from "../store/durable.js";
 import { TarCounter } from "./tar-scan.js";
-import { compressToFile, zstdStream } from "./zstd.js";
+import { compressToFile, decompressFromFile } from "./zstd.js";
 
 const digestPattern = /^sha256:([0-9a-f]{64})$/;
 
@@ -145,18 +145,19 @@ export class BlobStore {
         done();
       },
     });
-    const decompress = zstdStream("decompress");
-    const file = createReadStream(path, { highWaterMark: 1024 * 1024 });
-    const fail = (error: Error) => {
+    let fd: number;
+    try {
+      fd = openSync(path, "r");
+    } catch (error) {
+      throw new StrataError("blob_corrupt", `blob ${digest} cannot be read: ${(error as Error).message}`);
+    }
+    const decompress = decompressFromFile(fd);
+    closeSync(fd); // zstd has its own copy
+    decompress.on("error", (error: Error) => {
       check.destroy(error instanceof StrataError ? error : new StrataError("blob_corrupt", `blob ${digest} cannot be read: ${error.message}`));
-    };
-    file.on("error", fail);
-    decompress.on("error", fail);
-    file.pipe(decompress).pipe(check);
-    check.on("close", () => {
-      file.destroy();
-      decompress.destroy();
     });
+    decompress.pipe(check);
+    check.on("close", () => decompress.destroy());
     return check;
   }
 
