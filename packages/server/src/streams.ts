@@ -1,5 +1,32 @@
 // Stream helpers shared by the engine client, archives and blobs.
-import { Transform } from "node:stream";
+import type { ChildProcessByStdio } from "node:child_process";
+import { PassThrough, Transform, type Readable, type Writable } from "node:stream";
+
+/**
+ * A child process's output as a stream that ends only once the child has
+ * exited well, and fails otherwise, so a reader never takes a cut-short output
+ * for a whole one. `failure` turns an exit into an error, or null when the
+ * exit is acceptable. Closing the stream early kills the child.
+ */
+export function childOutput(
+  child: ChildProcessByStdio<Writable | null, Readable, Readable>,
+  failure: (code: number | null, signal: NodeJS.Signals | null, stderr: string) => Error | null,
+): Readable {
+  const out = new PassThrough({ highWaterMark: 1024 * 1024 });
+  let stderr = "";
+  child.stderr.on("data", (data) => (stderr = (stderr + data).slice(-4000)));
+  child.stdout.pipe(out, { end: false });
+  child.on("error", (error) => out.destroy(error));
+  child.on("close", (code, signal) => {
+    const error = failure(code, signal, stderr.trim());
+    if (error) out.destroy(error);
+    else out.end();
+  });
+  out.on("close", () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  });
+  return out;
+}
 
 /**
  * Joins small chunks into writes of about 1 MiB: each write to a socket or a

@@ -1,7 +1,8 @@
 // zstd compression through the system's `zstd` program (installed by the
 // setup script): fast, multi-threaded, and streaming with bounded memory.
 import { spawn, type ChildProcessByStdio } from "node:child_process";
-import { Duplex, PassThrough, type Readable, type Writable } from "node:stream";
+import { Duplex, type Readable, type Writable } from "node:stream";
+import { childOutput } from "../streams.js";
 
 /** A duplex that compresses (or decompresses) what is written to it. */
 export function zstdStream(mode: "compress" | "decompress", level = 1): Duplex {
@@ -44,17 +45,5 @@ export function compressToFile(fd: number, level = 1): { input: Writable; done: 
  */
 export function decompressFromFile(fd: number): Readable {
   const child = spawn("zstd", ["-d", "-q", "-c"], { stdio: [fd, "pipe", "pipe"] }) as ChildProcessByStdio<null, Readable, Readable>;
-  let stderr = "";
-  child.stderr.on("data", (data) => (stderr += data));
-  const out = new PassThrough({ highWaterMark: 1024 * 1024 });
-  child.stdout.pipe(out, { end: false });
-  child.on("error", (error) => out.destroy(error));
-  child.on("close", (code, signal) => {
-    if (code === 0) out.end();
-    else out.destroy(new Error(`zstd decompress failed (${code ?? signal}): ${stderr.trim()}`));
-  });
-  out.on("close", () => {
-    if (child.exitCode === null) child.kill("SIGKILL");
-  });
-  return out;
+  return childOutput(child, (code, signal, stderr) => (code === 0 ? null : new Error(`zstd decompress failed (${code ?? signal}): ${stderr}`)));
 }

@@ -9,11 +9,11 @@ import { spawn, type ChildProcess, type ChildProcessByStdio } from "node:child_p
 import { constants } from "node:fs";
 import { lstat, mkdir, open, readlink, type FileHandle } from "node:fs/promises";
 import { posix } from "node:path";
-import { PassThrough, Transform, type Readable, type Writable } from "node:stream";
+import { Transform, type Readable, type Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { StrataError } from "@strata/contract";
 import { TarScanner, type TarEntry } from "../blobs/tar-scan.js";
-import { coalesce } from "../streams.js";
+import { childOutput, coalesce } from "../streams.js";
 
 const maxLinks = 40;
 
@@ -72,10 +72,10 @@ export async function openInRoot(root: string, path: string, options: { create?:
  * caller attaches its listeners before it waits for anything (closing the
  * handle included), or it could miss the child's end.
  */
-function spawnWith(handle: FileHandle, command: string, args: string[], stdin: "ignore" | "pipe"): ChildProcess {
+function spawnWith(handle: FileHandle, signal: AbortSignal | undefined, command: string, args: string[], stdin: "ignore" | "pipe"): ChildProcess {
   try {
     const out = stdin === "pipe" ? "ignore" : "pipe";
-    return spawn(command, args, { stdio: [stdin, out, "pipe", handle.fd] });
+    return spawn(command, args, { stdio: [stdin, out, "pipe", handle.fd], signal, killSignal: "SIGKILL" });
   } catch (error) {
     void handle.close();
     throw error;
@@ -89,28 +89,15 @@ function spawnWith(handle: FileHandle, command: string, args: string[], stdin: "
  */
 export async function hostTar(root: string, path: string, signal?: AbortSignal): Promise<Readable> {
   const handle = await openInRoot(root, path);
-  const child = spawnWith(handle, "tar", [
+  const child = spawnWith(handle, signal, "tar", [
     "--create", "--file=-", "--directory=/proc/self/fd/3", "--sort=name", "--numeric-owner", "--one-file-system",
     // pax only where needed (long names, capabilities), no access or change times: the same files give the same bytes
     "--format=posix", "--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime,delete=mtime",
     "--xattrs", "--xattrs-include=security.capability", ".",
   ], "ignore") as unknown as ChildProcessByStdio<null, Readable, Readable>;
-  const out = new PassThrough({ highWaterMark: 1024 * 1024 });
-  let stderr = "";
-  child.stderr.on("data", (data) => (stderr = (stderr + data).slice(-4000)));
-  child.stdout.pipe(out, { end: false });
-  const kill = () => child.kill("SIGKILL");
-  signal?.addEventListener("abort", kill, { once: true });
-  out.on("close", () => {
-    signal?.removeEventListener("abort", kill);
-    if (child.exitCode === null) kill();
-  });
-  child.on("error", (error) => out.destroy(error));
   // 1 is tar's "a file changed as it was read": the sandbox runs on, as it does for the engine's archive
-  child.on("close", (code, killed) => {
-    if (code === 0 || code === 1) out.end();
-    else out.destroy(new StrataError("internal", `reading '${path}' failed (tar ${code ?? killed}): ${stderr.trim()}`));
-  });
+  const out = childOutput(child, (code, killed, stderr) =>
+    code === 0 || code === 1 ? null : new StrataError("internal", `reading '${path}' failed (tar ${code ?? killed}): ${stderr}`));
   // only now that every listener is on: the child may end while this waits
   await handle.close();
   return out;
@@ -158,7 +145,7 @@ export class ExtractGuard {
  */
 export async function hostUntar(root: string, path: string, source: Readable, signal?: AbortSignal): Promise<void> {
   const handle = await openInRoot(root, path, { create: true });
-  const child = spawnWith(handle, "tar", [
+  const child = spawnWith(handle, signal, "tar", [
     "--extract", "--file=-", "--directory=/proc/self/fd/3", "--numeric-owner", "--same-owner", "--preserve-permissions",
     "--xattrs", "--xattrs-include=security.capability",
   ], "pipe") as unknown as ChildProcessByStdio<Writable, null, Readable>;
