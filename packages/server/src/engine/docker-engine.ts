@@ -24,7 +24,7 @@ interface DockerImage {
 
 interface DockerContainer {
   Id: string;
-  State: { Status: ContainerState; ExitCode: number; Running: boolean };
+  State: { Status: ContainerState; ExitCode: number };
   Config: { Labels?: Record<string, string> | null };
   HostConfig?: { Runtime?: string };
   GraphDriver?: { Name?: string; Data?: Record<string, string> | null };
@@ -283,34 +283,39 @@ export class DockerEngine implements Engine {
     return parseStat(reply.headers["x-docker-container-path-stat"]);
   }
 
-  async hostRootfs(containerId: string): Promise<string | null> {
+  /**
+   * Where a runc container's overlay lives on this host, with its state; null
+   * when the engine is remote or the container uses another driver or runtime.
+   */
+  private async overlay(containerId: string): Promise<{ state: ContainerState; layerDir: string; merged: string } | null> {
     if (!this.client.isLocal) return null;
     const c = await this.client.json<DockerContainer>({ method: "GET", path: `/containers/${containerId}/json` });
-    const runtime = c.HostConfig?.Runtime ?? "runc";
-    const merged = c.GraphDriver?.Data?.MergedDir;
-    if (!c.State.Running || runtime !== "runc" || c.GraphDriver?.Name !== "overlay2" || !merged) return null;
+    const data = c.GraphDriver?.Data;
+    if (c.GraphDriver?.Name !== "overlay2" || !data?.UpperDir || !data.MergedDir || (c.HostConfig?.Runtime ?? "runc") !== "runc") return null;
+    return { state: c.State.Status, layerDir: dirname(data.UpperDir), merged: data.MergedDir };
+  }
+
+  async hostRootfs(containerId: string): Promise<string | null> {
+    const overlay = await this.overlay(containerId);
+    if (overlay?.state !== "running" && overlay?.state !== "paused") return null;
     try {
-      accessSync(merged, constants.R_OK | constants.X_OK);
-      return merged;
+      accessSync(overlay.merged, constants.R_OK | constants.X_OK);
+      return overlay.merged;
     } catch {
       return null; // the engine's data is not readable from here (another mount namespace, no permission)
     }
   }
 
-  /** The overlay layout of a created container this host can mount, or null. */
-  private async overlay(containerId: string): Promise<{ layerDir: string; merged: string } | null> {
-    if (!this.client.isLocal || process.getuid?.() !== 0) return null;
-    const c = await this.client.json<DockerContainer>({ method: "GET", path: `/containers/${containerId}/json` });
-    const data = c.GraphDriver?.Data;
-    if (c.GraphDriver?.Name !== "overlay2" || !data?.UpperDir || !data.MergedDir || (c.HostConfig?.Runtime ?? "runc") !== "runc") return null;
-    if (c.State.Status !== "created") return null;
-    const layerDir = dirname(data.UpperDir);
-    if (!existsSync(join(layerDir, "lower"))) return null;
-    return { layerDir, merged: data.MergedDir };
+  /** The overlay of a created container this process may mount, or null. */
+  private async mountable(containerId: string): Promise<{ layerDir: string; merged: string } | null> {
+    if (process.getuid?.() !== 0) return null;
+    const overlay = await this.overlay(containerId);
+    if (overlay?.state !== "created" || !existsSync(join(overlay.layerDir, "lower"))) return null;
+    return overlay;
   }
 
   async mountRootfs(containerId: string): Promise<{ root: string; writableLayer: string } | null> {
-    const overlay = await this.overlay(containerId);
+    const overlay = await this.mountable(containerId);
     if (!overlay) return null;
     // the engine's own form: short lower links relative to its overlay root
     const id = basename(overlay.layerDir);
@@ -328,7 +333,7 @@ export class DockerEngine implements Engine {
   }
 
   async unmountRootfs(containerId: string): Promise<void> {
-    const overlay = await this.overlay(containerId).catch(() => null);
+    const overlay = await this.mountable(containerId).catch(() => null);
     if (!overlay) return;
     const mounted = readFileSync("/proc/self/mountinfo", "utf8").split("\n").some((line) => line.split(" ")[4] === overlay.merged);
     if (mounted) await run("umount", [overlay.merged], "/");
