@@ -120,45 +120,9 @@ export class BlobStore {
   read(digest: string): Readable {
     const path = this.path(digest);
     if (!existsSync(path)) throw new StrataError("blob_corrupt", `blob ${digest} is missing from the store`);
-    const hash = createHash("sha256");
-    // The last bytes are held back until the digest is checked, so a reader
-    // (such as the engine extracting a tar) never sees the end of a corrupt blob.
-    const holdBack = 64 * 1024;
-    const held: Buffer[] = [];
-    let heldBytes = 0;
-    const check = new Transform({
-      transform(chunk: Buffer, _encoding, done) {
-        hash.update(chunk);
-        held.push(chunk);
-        heldBytes += chunk.length;
-        while (held.length > 1 && heldBytes - held[0]!.length >= holdBack) {
-          const release = held.shift()!;
-          heldBytes -= release.length;
-          this.push(release);
-        }
-        done();
-      },
-      flush(done) {
-        const actual = `sha256:${hash.digest("hex")}`;
-        if (actual !== digest) return done(new StrataError("blob_corrupt", `blob ${digest} does not match its content (got ${actual})`));
-        for (const chunk of held) this.push(chunk);
-        done();
-      },
-    });
-    let fd: number;
-    try {
-      fd = openSync(path, "r");
-    } catch (error) {
-      throw new StrataError("blob_corrupt", `blob ${digest} cannot be read: ${(error as Error).message}`);
-    }
-    const decompress = decompressFromFile(fd);
-    closeSync(fd); // zstd has its own copy
-    decompress.on("error", (error: Error) => {
-      check.destroy(error instanceof StrataError ? error : new StrataError("blob_corrupt", `blob ${digest} cannot be read: ${error.message}`));
-    });
-    decompress.pipe(check);
-    check.on("close", () => decompress.destroy());
-    return check;
+    // A generator starts on the first read: nothing runs, and nothing can fail
+    // unheard, before the stream has a consumer.
+    return Readable.from(checkedContent(path, digest), { objectMode: false });
   }
 
   /** Recomputes the digest of a stored blob; returns the actual digest or an error message. */
@@ -211,4 +175,42 @@ export class BlobStore {
     }
     return removed;
   }
+}
+
+/**
+ * The blob's uncompressed bytes, hashed as they pass. The last bytes are held
+ * back until the digest is checked, so a reader (such as tar extracting) never
+ * sees the end of a corrupt blob: it fails with blob_corrupt instead.
+ */
+async function* checkedContent(path: string, digest: string): AsyncGenerator<Buffer> {
+  const cannotRead = (error: unknown) =>
+    error instanceof StrataError ? error : new StrataError("blob_corrupt", `blob ${digest} cannot be read: ${(error as Error).message}`);
+  let fd: number;
+  try {
+    fd = openSync(path, "r");
+  } catch (error) {
+    throw cannotRead(error);
+  }
+  const decompress = decompressFromFile(fd);
+  closeSync(fd); // zstd has its own copy
+  const hash = createHash("sha256");
+  const holdBack = 64 * 1024;
+  const held: Buffer[] = [];
+  let heldBytes = 0;
+  try {
+    for await (const chunk of decompress as AsyncIterable<Buffer>) {
+      hash.update(chunk);
+      held.push(chunk);
+      heldBytes += chunk.length;
+      while (held.length > 1 && heldBytes - held[0]!.length >= holdBack) {
+        heldBytes -= held[0]!.length;
+        yield held.shift()!;
+      }
+    }
+  } catch (error) {
+    throw cannotRead(error);
+  }
+  const actual = `sha256:${hash.digest("hex")}`;
+  if (actual !== digest) throw new StrataError("blob_corrupt", `blob ${digest} does not match its content (got ${actual})`);
+  yield* held;
 }
