@@ -1,6 +1,6 @@
 // Stream helpers shared by the engine client, archives and blobs.
 import type { ChildProcessByStdio } from "node:child_process";
-import { PassThrough, Transform, type Readable, type Writable } from "node:stream";
+import { PassThrough, Transform, Writable, type Readable } from "node:stream";
 
 /**
  * A child process's output as a stream that ends only once the child has
@@ -52,6 +52,44 @@ export function coalesce(size = 1024 * 1024): Transform {
     flush(done) {
       release(this);
       done();
+    },
+  });
+}
+
+/**
+ * A writable that hands what it is given to `dest` in batches of about
+ * `size` bytes, each batch one corked write (one system call, no copy), and
+ * ends `dest` when it ends. A batch is held until `dest` has taken the one
+ * before it, which is the backpressure.
+ */
+export function batchedInto(dest: Writable, size = 1024 * 1024): Writable {
+  let parts: Buffer[] = [];
+  let held = 0;
+  const flush = (done: (error?: Error | null) => void) => {
+    const batch = parts;
+    parts = [];
+    held = 0;
+    dest.cork();
+    for (let i = 0; i < batch.length - 1; i++) dest.write(batch[i]);
+    dest.write(batch[batch.length - 1], done);
+    dest.uncork();
+  };
+  return new Writable({
+    highWaterMark: size,
+    write(chunk: Buffer, _encoding, done) {
+      parts.push(chunk);
+      held += chunk.length;
+      if (held >= size) flush(done);
+      else done();
+    },
+    final(done) {
+      const end = () => dest.end(() => done());
+      if (held) flush((error) => (error ? done(error) : end()));
+      else end();
+    },
+    destroy(error, done) {
+      if (error) dest.destroy(error);
+      done(error);
     },
   });
 }

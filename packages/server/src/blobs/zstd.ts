@@ -2,7 +2,7 @@
 // setup script): fast, multi-threaded, and streaming with bounded memory.
 import { spawn, type ChildProcessByStdio } from "node:child_process";
 import { Duplex, type Readable, type Writable } from "node:stream";
-import { childOutput } from "../streams.js";
+import { batchedInto, childOutput } from "../streams.js";
 
 /** A duplex that compresses (or decompresses) what is written to it. */
 export function zstdStream(mode: "compress" | "decompress", level = 1): Duplex {
@@ -10,7 +10,7 @@ export function zstdStream(mode: "compress" | "decompress", level = 1): Duplex {
   const child = spawn("zstd", args, { stdio: ["pipe", "pipe", "pipe"] });
   let stderr = "";
   child.stderr.on("data", (data) => (stderr += data));
-  const duplex = Duplex.from({ writable: child.stdin, readable: child.stdout });
+  const duplex = Duplex.from({ writable: batchedInto(child.stdin), readable: child.stdout });
   child.on("error", (error) => duplex.destroy(error));
   child.on("close", (code, signal) => {
     if (code !== 0 && !duplex.destroyed) duplex.destroy(new Error(`zstd ${mode} failed (${code ?? signal}): ${stderr.trim()}`));

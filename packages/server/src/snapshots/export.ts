@@ -8,7 +8,6 @@ import { pipeline } from "node:stream/promises";
 import { StrataError, type Snapshot } from "@strata/contract";
 import tar from "tar-stream";
 import { zstdStream } from "../blobs/zstd.js";
-import { coalesce } from "../streams.js";
 import type { Context } from "../context.js";
 import { archiveFormat, headerName, inventoryName, type ArchiveHeader, type InventoryEntry } from "./archive.js";
 import { readySnapshot } from "./find.js";
@@ -110,7 +109,7 @@ export async function exportSnapshot(ctx: Context, ref: string, options: ExportO
 
   const out = new PassThrough();
   const compressed = (options.compression ?? "zstd") === "zstd";
-  const stages: NodeJS.ReadWriteStream[] = compressed ? [coalesce(), zstdStream("compress", 3)] : [];
+  const stages: NodeJS.ReadWriteStream[] = compressed ? [zstdStream("compress", 3)] : [];
   pipeline(pack as unknown as Readable, ...(stages as []), out, { signal: options.signal }).catch((error) => {
     out.destroy(error);
     pack.destroy();
