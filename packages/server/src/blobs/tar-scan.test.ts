@@ -1,8 +1,8 @@
-// The header-only tar scanner agrees with a real tar writer.
+// The tar scanner and header writer agree with a real tar reader and writer.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import tar from "tar-stream";
-import { TarCounter, TarScanner, type TarEntry } from "./tar-scan.js";
+import { TarCounter, TarScanner, tarEnd, tarHeader, tarPadding, type TarEntry } from "./tar-scan.js";
 
 async function archive(): Promise<Buffer> {
   const pack = tar.pack();
@@ -43,4 +43,65 @@ test("names and link targets of any length come out whole", async () => {
     ["0", "root/sub/empty", ""],
   ]);
   assert.equal(entries[2]!.size, 70000);
+});
+
+test("content comes out whole, without padding, whatever the chunking", async () => {
+  const bytes = await archive();
+  for (const size of [1, 100, 512, 4096, bytes.length]) {
+    const contents = new Map<string, Buffer[]>();
+    let current = "";
+    const scanner = new TarScanner(
+      (entry) => contents.set((current = entry.name), []),
+      (piece) => contents.get(current)!.push(Buffer.from(piece)),
+    );
+    for (let i = 0; i < bytes.length; i += size) scanner.push(bytes.subarray(i, i + size));
+    const text = (name: string) => Buffer.concat(contents.get(name)!);
+    assert.equal(text("root/a.txt").toString(), "hello", `chunk ${size}`);
+    assert.deepEqual(text("root/big.bin"), Buffer.alloc(70000, 7));
+    assert.equal(text("root/" + "long-name-".repeat(20) + ".txt").toString(), "pax or gnu header needed");
+    assert.equal(text("root/link").length, 0);
+    assert.ok(scanner.atBoundary);
+  }
+});
+
+test("a stream cut inside an entry is not at a boundary; a damaged header is refused", async () => {
+  const bytes = await archive();
+  const cut = new TarScanner(() => undefined);
+  cut.push(bytes.subarray(0, 512 * 3 + 100));
+  assert.equal(cut.atBoundary, false);
+  const damaged = Buffer.from(bytes);
+  damaged[512 + 10] = damaged[512 + 10]! ^ 0x20; // a byte of the second header's name
+  assert.throws(() => new TarScanner(() => undefined).push(damaged), /checksum/);
+});
+
+test("written headers are read back by a real tar reader, long names through pax", async () => {
+  const names = ["layer.tar", "a".repeat(100), `${"b".repeat(64)}/${"c".repeat(64)}`];
+  const parts: Buffer[] = [];
+  for (const [i, name] of names.entries()) {
+    const data = Buffer.alloc(1000 + i, i + 1);
+    parts.push(tarHeader(name, data.length), data, tarPadding(data.length));
+  }
+  parts.push(tarEnd);
+  const extract = tar.extract();
+  const seen: [string, number, string][] = [];
+  extract.on("entry", (header, stream, next) => {
+    const chunks: Buffer[] = [];
+    stream.on("data", (chunk) => chunks.push(chunk as Buffer));
+    stream.on("end", () => {
+      const data = Buffer.concat(chunks);
+      seen.push([header.name, data.length, header.type ?? ""]);
+      assert.ok(data.every((byte) => byte === data[0]));
+      next();
+    });
+  });
+  const finished = new Promise<void>((resolve, reject) => {
+    extract.on("finish", () => resolve());
+    extract.on("error", reject);
+  });
+  extract.end(Buffer.concat(parts));
+  await finished;
+  assert.deepEqual(seen, names.map((name, i) => [name, 1000 + i, "file"]));
+  const scanned: TarEntry[] = [];
+  new TarScanner((entry) => scanned.push(entry)).push(Buffer.concat(parts));
+  assert.deepEqual(scanned.map((e) => [e.name, e.size]), names.map((name, i) => [name, 1000 + i]));
 });

@@ -1,6 +1,7 @@
-// Reads the entries of a tar stream as it passes, headers only: no copy and
-// no parse of file content. Extension headers (pax, GNU long names) are
-// applied to the entry they precede, so names of any length come out whole.
+// Reads the entries of a tar stream as it passes: headers, and on request the
+// content as slices of the chunks given (no copy). Extension headers (pax,
+// GNU long names) are applied to the entry they precede, so names of any
+// length come out whole. Also writes the headers of plain files.
 const block = 512;
 /** Extension headers larger than this are refused: real ones hold a few names. */
 const maxExtension = 1024 * 1024;
@@ -22,7 +23,15 @@ function parseSize(header: Buffer): number {
     return value;
   }
   const text = field.toString("ascii").replace(/\0.*$/, "").trim();
+  if (!/^[0-7]*$/.test(text)) throw new Error("a tar header has a malformed size");
   return text ? parseInt(text, 8) : 0;
+}
+
+/** The header checksum: the sum of its bytes with the checksum field as spaces. */
+function checksum(header: Buffer): number {
+  let sum = 8 * 0x20;
+  for (let i = 0; i < block; i++) if (i < 148 || i >= 156) sum += header[i]!;
+  return sum;
 }
 
 const text = (field: Buffer) => field.toString("utf8").replace(/\0.*$/s, "");
@@ -52,8 +61,19 @@ export class TarScanner {
   /** The body of an extension header being collected. */
   private extension: { type: string; size: number; parts: Buffer[]; held: number } | null = null;
   private pending: { name?: string; linkname?: string } = {};
+  /** Content bytes of the current entry not yet passed on. */
+  private content = 0;
 
-  constructor(private readonly onEntry: (entry: TarEntry) => void) {}
+  /**
+   * `onContent`, when given, receives each entry's content (not its padding)
+   * as slices of the pushed chunks, valid only as long as those chunks are.
+   */
+  constructor(private readonly onEntry: (entry: TarEntry) => void, private readonly onContent?: (piece: Buffer) => void) {}
+
+  /** True between entries: a stream that stops elsewhere was cut short. */
+  get atBoundary(): boolean {
+    return this.ended || (this.skip === 0 && this.header.length === 0 && !this.extension);
+  }
 
   push(chunk: Buffer): void {
     let offset = 0;
@@ -64,6 +84,10 @@ export class TarScanner {
           const piece = chunk.subarray(offset, offset + Math.min(take, this.extension.size - this.extension.held));
           this.extension.parts.push(piece);
           this.extension.held += piece.length;
+        } else if (this.content > 0) {
+          const piece = chunk.subarray(offset, offset + Math.min(take, this.content));
+          this.content -= piece.length;
+          this.onContent?.(piece);
         }
         this.skip -= take;
         offset += take;
@@ -86,6 +110,8 @@ export class TarScanner {
   }
 
   private onHeader(header: Buffer): void {
+    const recorded = parseInt(header.toString("ascii", 148, 156).replace(/\0.*$/, "").trim(), 8);
+    if (recorded !== checksum(header)) throw new Error("a tar header fails its checksum");
     const type = String.fromCharCode(header[156] || 48);
     const size = parseSize(header);
     this.skip = Math.ceil(size / block) * block;
@@ -106,6 +132,7 @@ export class TarScanner {
       size,
     };
     this.pending = {};
+    this.content = type === "0" || type === "7" ? size : 0;
     this.onEntry(entry);
   }
 
@@ -119,6 +146,54 @@ export class TarScanner {
     // "g" (global pax) sets defaults no archive of ours uses
   }
 }
+
+/** A field of `length` bytes holding `value` in octal, or base-256 when it does not fit. */
+function numeric(header: Buffer, offset: number, length: number, value: number): void {
+  const octal = value.toString(8);
+  if (octal.length < length) {
+    header.write(`${octal.padStart(length - 1, "0")}\0`, offset, "ascii");
+    return;
+  }
+  header[offset] = 0x80;
+  for (let i = offset + length - 1, rest = value; i > offset; i--, rest = Math.floor(rest / 256)) header[i] = rest % 256;
+}
+
+function ustar(name: string, size: number, type: string): Buffer {
+  const header = Buffer.alloc(block);
+  header.write(name, 0, 100, "utf8");
+  numeric(header, 100, 8, 0o644);
+  numeric(header, 108, 8, 0);
+  numeric(header, 116, 8, 0);
+  numeric(header, 124, 12, size);
+  numeric(header, 136, 12, 0);
+  header.write(type, 156, "ascii");
+  header.write("ustar\x0000", 257, "binary");
+  header.write(`${checksum(header).toString(8).padStart(6, "0")}\0 `, 148, "ascii");
+  return header;
+}
+
+/**
+ * The header of a regular file of `size` bytes (mode 644, owner 0, time 0),
+ * with a pax record before it when the name does not fit the ustar field.
+ * The content follows, then zeros up to a multiple of 512 (`tarPadding`).
+ */
+export function tarHeader(name: string, size: number): Buffer {
+  if (Buffer.byteLength(name) <= 100) return ustar(name, size, "0");
+  // a pax record's length prefix counts its own digits
+  const text = `path=${name}`;
+  let length = Buffer.byteLength(text) + 3;
+  while (Buffer.byteLength(`${length} ${text}\n`) !== length) length = Buffer.byteLength(`${length} ${text}\n`);
+  const pax = Buffer.from(`${length} ${text}\n`);
+  return Buffer.concat([ustar("PaxHeader", pax.length, "x"), pax, tarPadding(pax.length), ustar(name.slice(0, 100), size, "0")]);
+}
+
+/** The zeros that follow `size` bytes of content to the next 512-byte block. */
+export function tarPadding(size: number): Buffer {
+  return Buffer.alloc((block - (size % block)) % block);
+}
+
+/** The end of an archive: two zero blocks. */
+export const tarEnd = Buffer.alloc(2 * block);
 
 /** Counts the entries of a tar stream: directories, and everything else as files. */
 export class TarCounter {
