@@ -1,5 +1,6 @@
 // An operator exports snapshots on one server and imports them on another,
 // verified; tampered or truncated archives are refused and leave nothing.
+import { execFileSync } from "node:child_process";
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -184,6 +185,12 @@ test("tampered, unsafe and truncated archives are refused and leave nothing", as
   ];
   const full = await pack(wholeMembers);
   cases.push(["a truncated archive", full.subarray(0, Math.floor(full.length * 0.6)), "archive_truncated"]);
+  // the same refusals through zstd, which is how archives usually come
+  const zstd = (bytes: Buffer) => execFileSync("zstd", ["-q", "-c"], { input: bytes, maxBuffer: 1 << 30 });
+  const compressed = zstd(full);
+  cases.push(["a compressed archive cut short", compressed.subarray(0, Math.floor(compressed.length * 0.6)), "archive_truncated"]);
+  cases.push(["a compressed archive with a flipped byte in a layer", zstd(cases[1]![1]), "archive_digest_mismatch"]);
+  cases.push(["a compressed archive with a symlink member", zstd(cases[5]![1]), "archive_unsafe_path"]);
   cases.push(["an archive cut before its inventory", await pack(wholeMembers.slice(0, -1)), "archive_truncated"]);
 
   const imageIds = [whole.info.imageId!];

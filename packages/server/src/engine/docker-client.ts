@@ -2,7 +2,7 @@
 // Requests stream in both directions; nothing here knows about sandboxes.
 import http from "node:http";
 import type { Duplex, Readable } from "node:stream";
-import { coalesce } from "../streams.js";
+import { batchedInto } from "../streams.js";
 import { StringDecoder } from "node:string_decoder";
 
 export interface DockerRequest {
@@ -78,7 +78,7 @@ export class DockerClient {
       req.body.on("close", () => {
         if (!ended) clientRequest.destroy(new Error("the request body closed before its end"));
       });
-      req.body.pipe(coalesce()).pipe(clientRequest);
+      req.body.pipe(batchedInto(clientRequest));
     } else clientRequest.end(JSON.stringify(req.body));
   }
 
@@ -97,6 +97,21 @@ export class DockerClient {
       clientRequest.on("error", reject);
       this.send(req, clientRequest);
     });
+  }
+
+  /**
+   * Starts a request whose body the caller writes into `input` (chunked); a
+   * write's callback fires once its bytes are handed to the socket, so their
+   * memory can be reused. Destroying `input` aborts the request.
+   */
+  upload(req: Omit<DockerRequest, "body">): { input: http.ClientRequest; reply: Promise<DockerReply> } {
+    const headers = { "content-type": req.contentType ?? "application/octet-stream", "transfer-encoding": "chunked", ...req.headers };
+    let input!: http.ClientRequest;
+    const reply = new Promise<DockerReply>((resolve, reject) => {
+      input = http.request(this.options(req, headers), (res) => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: res }));
+      input.on("error", reject);
+    });
+    return { input, reply };
   }
 
   /** Sends a request and parses a JSON reply; error statuses throw DockerApiError. */

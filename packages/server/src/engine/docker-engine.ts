@@ -2,7 +2,7 @@
 import { spawn } from "node:child_process";
 import { accessSync, constants, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
-import type { Readable } from "node:stream";
+import type { Readable, Writable } from "node:stream";
 import { DockerApiError, DockerClient, engineMessages, readText } from "./docker-client.js";
 import type {
   CommitSpec, ContainerInfo, ContainerSpec, ContainerState, Engine, ExecHandlers, ExecOutcome, ExecSpec, ImageInfo, ImageSummary, PathStat,
@@ -409,13 +409,16 @@ export class DockerEngine implements Engine {
     return reply.body;
   }
 
-  async loadImages(tar: Readable, signal?: AbortSignal): Promise<void> {
-    const reply = await this.client.request({ method: "POST", path: "/images/load", query: { quiet: true }, body: tar, contentType: "application/x-tar", signal });
-    if (reply.status >= 400) throw new DockerApiError(reply.status, await readText(reply.body), "images/load");
-    // Errors during the load arrive in the message stream with a 200.
-    for await (const message of engineMessages(reply.body)) {
-      if (message.error) throw new DockerApiError(400, message.errorDetail?.message ?? message.error, "images/load");
-    }
+  loadImages(signal?: AbortSignal): { input: Writable; done: Promise<void> } {
+    const { input, reply } = this.client.upload({ method: "POST", path: "/images/load", query: { quiet: true }, contentType: "application/x-tar", signal });
+    const done = reply.then(async (reply) => {
+      if (reply.status >= 400) throw new DockerApiError(reply.status, await readText(reply.body), "images/load");
+      // Errors during the load arrive in the message stream with a 200.
+      for await (const message of engineMessages(reply.body)) {
+        if (message.error) throw new DockerApiError(400, message.errorDetail?.message ?? message.error, "images/load");
+      }
+    });
+    return { input, done };
   }
 
   private async registryStream(

@@ -1,6 +1,6 @@
 // The one interface Strata drives containers through. Docker implements it
 // today; another runtime (Podman, Kubernetes) would implement the same.
-import type { Readable } from "node:stream";
+import type { Readable, Writable } from "node:stream";
 
 export interface ImageInfo {
   id: string;
@@ -160,8 +160,13 @@ export interface Engine {
   removeImage(ref: string, force: boolean): Promise<boolean>;
   /** The engine's export (`docker save` layout) of these images as one tar stream. */
   saveImages(ids: string[], signal?: AbortSignal): Promise<Readable>;
-  /** Loads a `docker save` tar stream into the engine. */
-  loadImages(tar: Readable, signal?: AbortSignal): Promise<void>;
+  /**
+   * Loads a `docker save` tar the caller writes into `input`: a write's
+   * callback fires once the engine has been handed its bytes, so their memory
+   * can be reused; destroying `input` aborts the load. `done` settles with the
+   * engine's verdict.
+   */
+  loadImages(signal?: AbortSignal): { input: Writable; done: Promise<void> };
   tagImage(id: string, repo: string, tag: string): Promise<void>;
   /**
    * Builds an image from a context tar (plain or gzip) with the engine's build

@@ -3,23 +3,25 @@
 // inventory at the end; then load images, promote blobs and manifests with
 // atomic renames and index the records. Any failure undoes what this import
 // made and removes the staging directory.
-import { createHash, randomUUID } from "node:crypto";
-import { createReadStream, createWriteStream, mkdirSync, rmSync } from "node:fs";
+import { spawn, type ChildProcessByStdio } from "node:child_process";
+import { createHash, randomUUID, type Hash } from "node:crypto";
+import { closeSync, createReadStream, mkdirSync, openSync, rmSync } from "node:fs";
+import { open, type FileHandle } from "node:fs/promises";
+import net from "node:net";
 import { join } from "node:path";
-import { Transform, Writable, type Readable } from "node:stream";
-import { pipeline } from "node:stream/promises";
+import type { Readable, Writable } from "node:stream";
 import { StrataError, type ImportResult, type Snapshot } from "@strata/contract";
-import tar from "tar-stream";
-import { zstdStream } from "../blobs/zstd.js";
-import { coalesce } from "../streams.js";
+import { TarScanner, tarEnd, tarHeader, tarPadding, type TarEntry } from "../blobs/tar-scan.js";
+import { batchedInto } from "../streams.js";
 import { snapshotRepo, type Context } from "../context.js";
 import { engineError } from "../engine/errors.js";
-import { archiveFormat, classifyMember, headerName, inventoryName, type ArchiveHeader, type InventoryEntry } from "./archive.js";
+import { archiveFormat, classifyMember, headerName, inventoryName, type ArchiveHeader, type InventoryEntry, type MemberKind } from "./archive.js";
 import { parseManifest, sha256, type ManifestV1 } from "./manifest.js";
 import { markReady } from "./ready.js";
 
 const zstdMagic = Buffer.from([0x28, 0xb5, 0x2f, 0xfd]);
 const maxSmallMember = 1024 * 1024;
+const pieceSize = 1024 * 1024;
 
 interface Staged {
   dir: string;
@@ -28,8 +30,11 @@ interface Staged {
   members: Map<string, { size: number; sha256: string }>;
 }
 
-/** The body with zstd undone when its magic bytes say so. */
-async function decompressed(body: Readable): Promise<Readable> {
+const invalid = (message: string) => new StrataError("archive_invalid", message);
+const truncated = (message: string) => new StrataError("archive_truncated", message);
+
+/** The first chunk of a stream, put back so the stream still starts with it. */
+async function peek(body: Readable): Promise<Buffer> {
   const head = await new Promise<Buffer>((resolve, reject) => {
     const cleanup = () => {
       body.off("data", onData);
@@ -54,16 +59,92 @@ async function decompressed(body: Readable): Promise<Readable> {
     body.on("error", onError);
   });
   if (head.length) body.unshift(head);
-  if (head.length >= 4 && head.subarray(0, 4).equals(zstdMagic)) {
-    const unzstd = zstdStream("decompress");
-    body.pipe(coalesce()).pipe(unzstd);
-    body.on("error", (error) => unzstd.destroy(error));
-    return unzstd;
-  }
-  return body;
+  return head;
 }
 
-const invalid = (message: string) => new StrataError("archive_invalid", message);
+/**
+ * Hands the archive to `take` a piece at a time, zstd undone when its magic
+ * bytes say so. zstd's output is read into one reused buffer, with no
+ * allocation per read: a piece's memory is reused once the promise `take`
+ * returns settles, and nothing is read meanwhile. zstd writes into a unix
+ * socket made in the staging directory, because a socket can be read that way
+ * and a child's pipe cannot.
+ */
+async function eachPiece(body: Readable, dir: string, take: (piece: Buffer) => Promise<void>, signal?: AbortSignal): Promise<void> {
+  const head = await peek(body);
+  if (!(head.length >= 4 && head.subarray(0, 4).equals(zstdMagic))) {
+    for await (const chunk of body) {
+      signal?.throwIfAborted();
+      await take(chunk as Buffer);
+    }
+    return;
+  }
+  const dirFd = openSync(dir, "r");
+  const server = net.createServer();
+  let reader: net.Socket | undefined;
+  let child: ChildProcessByStdio<Writable, null, Readable> | undefined;
+  try {
+    // through the directory's descriptor: a socket path must be short, the home's may not be
+    const path = `/proc/self/fd/${dirFd}/unzstd.sock`;
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(path, resolve);
+    });
+    const accepted = new Promise<net.Socket>((resolve) => server.once("connection", resolve));
+    const buffer = Buffer.allocUnsafe(pieceSize);
+    const socket = net.connect({
+      path,
+      onread: {
+        buffer,
+        callback: (length: number) => {
+          take(buffer.subarray(0, length)).then(() => socket.resume(), (error: Error) => socket.destroy(error));
+          return false;
+        },
+      },
+    });
+    reader = socket;
+    const read = new Promise<void>((resolve, reject) => {
+      socket.on("end", resolve);
+      socket.on("error", reject);
+      socket.on("close", () => reject(new Error("the decompressed stream closed early")));
+    });
+    const side = await accepted;
+    server.close();
+    let stderr = "";
+    child = spawn("zstd", ["-d", "-q", "-c"], { stdio: ["pipe", side, "pipe"] }) as ChildProcessByStdio<Writable, null, Readable>;
+    side.destroy();
+    child.stderr.on("data", (data) => (stderr = (stderr + data).slice(-4000)));
+    const exited = new Promise<void>((resolve, reject) => {
+      child!.on("error", reject);
+      child!.on("close", (code, killed) => (code === 0 ? resolve() : reject(new Error(`zstd: ${stderr.trim() || killed || code}`))));
+    });
+    // a broken stdin shows in zstd's exit; a body that stops short stops zstd
+    child.stdin.on("error", () => undefined);
+    body.on("error", () => child!.kill("SIGKILL"));
+    body.on("close", () => {
+      if (!body.readableEnded) child!.kill("SIGKILL");
+    });
+    const aborted = new Promise<never>((_, reject) => {
+      if (signal?.aborted) reject(signal.reason);
+      signal?.addEventListener("abort", () => reject(signal.reason), { once: true });
+    });
+    const feed = batchedInto(child.stdin);
+    feed.on("error", () => undefined);
+    body.pipe(feed);
+    // what reading met first (a refused member) says more than zstd's exit after it
+    await Promise.race([Promise.all([read, exited.catch(async (error) => {
+      await read.catch((readError: unknown) => {
+        throw readError;
+      });
+      throw error;
+    })]), aborted]);
+  } finally {
+    reader?.destroy();
+    if (child && child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    server.close();
+    closeSync(dirFd);
+  }
+}
 
 /**
  * Images the archive carries go straight into the engine's load while the
@@ -71,127 +152,215 @@ const invalid = (message: string) => new StrataError("archive_invalid", message)
  * so importing costs one pass. Images this engine had before are not loaded.
  */
 interface Loader {
-  pack?: tar.Pack;
+  input?: Writable;
   done?: Promise<void>;
   /** Image ids that were missing before this import: removed if it fails. */
   missing: string[];
 }
 
-async function stage(ctx: Context, body: Readable, dir: string, loader: Loader, signal?: AbortSignal): Promise<Staged> {
-  const source = await decompressed(body);
-  const extract = tar.extract();
-  const staged: Partial<Staged> & Pick<Staged, "dir" | "manifests" | "members"> = { dir, manifests: new Map(), members: new Map() };
-  let inventory: InventoryEntry[] | undefined;
-  let count = 0;
+const tarTypes: Record<string, string> = {
+  "1": "hard link", "2": "symlink", "3": "character device", "4": "block device", "5": "directory", "6": "fifo", "7": "contiguous file",
+};
 
-  const readSmall = async (entry: Readable, size: number): Promise<Buffer> => {
-    if (size > maxSmallMember) throw invalid(`a metadata member is larger than ${maxSmallMember} bytes`);
-    const chunks: Buffer[] = [];
-    for await (const chunk of entry) chunks.push(chunk as Buffer);
-    return Buffer.concat(chunks);
-  };
+/** The member being read. */
+interface Member {
+  name: string;
+  kind: MemberKind;
+  id?: string;
+  size: number;
+  seen: number;
+  hash: Hash;
+  /** Copies of a metadata member's bytes. */
+  parts?: Buffer[];
+  /** A blob's file in the staging directory, and where the next bytes go. */
+  file?: FileHandle;
+  position: number;
+}
 
-  extract.on("entry", (header, stream, next) => {
-    const entry = stream as unknown as Readable;
-    const handle = async () => {
-      const name = header.name;
-      if (header.type !== "file") throw new StrataError("archive_unsafe_path", `member '${name}' is a ${header.type}; only regular files are allowed`);
-      const kind = classifyMember(name);
-      if ("unsafe" in kind) throw new StrataError("archive_unsafe_path", `member '${name}' is refused: ${kind.unsafe}`);
-      if (staged.members.has(name)) throw invalid(`member '${name}' appears twice`);
-      if (inventory) throw invalid(`member '${name}' follows the inventory`);
-      count++;
-      if (count === 1 && kind.kind !== "header") throw invalid(`the first member must be ${headerName}`);
-      const size = header.size ?? 0;
+/**
+ * Reads the archive member by member as it streams: checks each member's
+ * name and type, hashes it, keeps metadata, writes blobs to the staging
+ * directory and image members into the engine's load.
+ */
+class Stager {
+  readonly manifests = new Map<string, { manifest: ManifestV1; bytes: Buffer }>();
+  readonly members = new Map<string, { size: number; sha256: string }>();
+  header?: ArchiveHeader;
+  inventory?: InventoryEntry[];
+  private member?: Member;
+  private count = 0;
+  /** Set when a write into the engine's load failed: the engine's verdict then says why. */
+  engineBroke = false;
+  /** The steps of the piece being read, in order: a piece is done when its last step is. */
+  private steps: Promise<void> = Promise.resolve();
+  private readonly scanner = new TarScanner(
+    (entry) => this.then(() => this.begin(entry)),
+    (piece) => this.then(() => this.content(piece)),
+  );
 
-      if (kind.kind === "header" || kind.kind === "manifest" || kind.kind === "inventory") {
-        const bytes = await readSmall(entry, size);
-        const digest = sha256(bytes);
-        if (kind.kind === "header") {
-          staged.header = parseHeader(bytes);
-          for (const id of staged.header.images) if (!(await ctx.engine.inspectImage(id))) loader.missing.push(id);
-          if (loader.missing.length) {
-            loader.pack = tar.pack();
-            loader.done = ctx.engine.loadImages(loader.pack as unknown as Readable, signal);
-            loader.done.catch(() => undefined);
-          }
-        } else if (kind.kind === "inventory") {
-          inventory = parseInventory(bytes);
-          loader.pack?.finalize();
-        }
-        else {
-          const declared = staged.header!.snapshots.find((s) => s.id === kind.id);
-          if (!declared) throw invalid(`manifest ${kind.id} is not declared in the header`);
-          if (declared.digest !== digest) throw new StrataError("archive_digest_mismatch", `manifest ${kind.id} has digest ${digest}, the header says ${declared.digest}`);
-          let manifest: ManifestV1;
-          try {
-            manifest = parseManifest(bytes.toString("utf8"));
-          } catch (error) {
-            throw invalid(`manifest ${kind.id}: ${(error as Error).message}`);
-          }
-          if (manifest.id !== kind.id || manifest.kind !== declared.kind) throw invalid(`manifest ${kind.id} does not match its header entry`);
-          staged.manifests.set(kind.id!, { manifest, bytes });
-        }
-        if (kind.kind !== "inventory") staged.members.set(name, { size: bytes.length, sha256: digest });
-        return;
-      }
+  constructor(private readonly ctx: Context, private readonly dir: string, private readonly loader: Loader, private readonly signal?: AbortSignal) {}
 
-      // Blobs stream to the staging directory, image members into the engine's load; hashed on the way.
-      const hash = createHash("sha256");
-      let seen = 0;
-      const meter = new Transform({
-        transform(chunk: Buffer, _encoding, done) {
-          hash.update(chunk);
-          seen += chunk.length;
-          done(null, chunk);
-        },
+  /** Reads one piece; resolves once nothing refers to its memory. */
+  take(piece: Buffer): Promise<void> {
+    try {
+      this.scanner.push(piece);
+    } catch (error) {
+      this.then(() => {
+        throw invalid(`the archive cannot be read: ${(error as Error).message}`);
       });
-      if (kind.kind === "image") {
-        const sink = loader.pack ? loader.pack.entry({ name: name.slice("images/".length), size, mode: 0o644 }) : new Writable({ write: (_c, _e, done) => done() });
-        await pipeline(entry, meter, sink);
-      } else {
-        const target = join(dir, name);
-        mkdirSync(join(target, ".."), { recursive: true });
-        await pipeline(entry, meter, createWriteStream(target, { mode: 0o600 }));
-      }
-      const digest = `sha256:${hash.digest("hex")}`;
-      if (seen !== size) throw new StrataError("archive_truncated", `member '${name}' ended after ${seen} of ${size} bytes`);
-      if (kind.kind === "blob" && digest !== kind.id) {
-        throw new StrataError("archive_digest_mismatch", `blob '${name}' has digest ${digest}`);
-      }
-      staged.members.set(name, { size: seen, sha256: digest });
-    };
-    handle().then(() => next(), (error) => extract.destroy(error));
-  });
+    }
+    return this.steps;
+  }
 
+  /** After the last piece: the archive must have ended between members. */
+  finish(): void {
+    if (!this.scanner.atBoundary || this.member) throw truncated(`the archive ends inside member '${this.member?.name ?? "?"}'`);
+  }
+
+  /** Closes what a failed read left open. */
+  async abandon(): Promise<void> {
+    await this.steps.catch(() => undefined);
+    await this.member?.file?.close().catch(() => undefined);
+  }
+
+  private then(step: () => Promise<void> | void): void {
+    this.steps = this.steps.then(step);
+  }
+
+  private async begin(entry: TarEntry): Promise<void> {
+    const name = entry.name;
+    if (entry.type !== "0") throw new StrataError("archive_unsafe_path", `member '${name}' is a ${tarTypes[entry.type] ?? `type '${entry.type}' entry`}; only regular files are allowed`);
+    const kind = classifyMember(name);
+    if ("unsafe" in kind) throw new StrataError("archive_unsafe_path", `member '${name}' is refused: ${kind.unsafe}`);
+    if (this.members.has(name)) throw invalid(`member '${name}' appears twice`);
+    if (this.inventory) throw invalid(`member '${name}' follows the inventory`);
+    if (++this.count === 1 && kind.kind !== "header") throw invalid(`the first member must be ${headerName}`);
+    const member: Member = { name, kind: kind.kind, ...(kind.id ? { id: kind.id } : {}), size: entry.size, seen: 0, hash: createHash("sha256"), position: 0 };
+    if (kind.kind === "header" || kind.kind === "manifest" || kind.kind === "inventory") {
+      if (entry.size > maxSmallMember) throw invalid(`a metadata member is larger than ${maxSmallMember} bytes`);
+      member.parts = [];
+    } else if (kind.kind === "blob") {
+      const target = join(this.dir, name);
+      mkdirSync(join(target, ".."), { recursive: true });
+      member.file = await open(target, "wx", 0o600);
+    } else if (this.loader.input) {
+      await this.toEngine([tarHeader(name.slice("images/".length), entry.size)]);
+    }
+    this.member = member;
+    if (entry.size === 0) await this.end();
+  }
+
+  private async content(piece: Buffer): Promise<void> {
+    const member = this.member!;
+    member.hash.update(piece);
+    member.seen += piece.length;
+    if (member.parts) member.parts.push(Buffer.from(piece));
+    else if (member.file) {
+      for (let done = 0; done < piece.length;) {
+        const { bytesWritten } = await member.file.write(piece, done, piece.length - done, member.position);
+        done += bytesWritten;
+        member.position += bytesWritten;
+      }
+    } else if (member.kind === "image" && this.loader.input) await this.toEngine([piece]);
+    if (member.seen === member.size) await this.end();
+  }
+
+  private async end(): Promise<void> {
+    const member = this.member!;
+    this.member = undefined;
+    const digest = `sha256:${member.hash.digest("hex")}`;
+    if (member.file) {
+      await member.file.close();
+      if (digest !== member.id) throw new StrataError("archive_digest_mismatch", `blob '${member.name}' has digest ${digest}`);
+    }
+    if (member.kind === "image" && this.loader.input) await this.toEngine([tarPadding(member.size)]);
+    if (member.parts) await this.metadata(member, Buffer.concat(member.parts), digest);
+    if (member.kind !== "inventory") this.members.set(member.name, { size: member.seen, sha256: digest });
+  }
+
+  /** The header, a manifest or the inventory, whole. */
+  private async metadata(member: Member, bytes: Buffer, digest: string): Promise<void> {
+    if (member.kind === "header") {
+      this.header = parseHeader(bytes);
+      for (const id of this.header.images) if (!(await this.ctx.engine.inspectImage(id))) this.loader.missing.push(id);
+      if (this.loader.missing.length) {
+        const load = this.ctx.engine.loadImages(this.signal);
+        this.loader.input = load.input;
+        this.loader.done = load.done;
+        load.done.catch(() => undefined);
+      }
+    } else if (member.kind === "inventory") {
+      this.inventory = parseInventory(bytes);
+      if (this.loader.input) {
+        await this.toEngine([tarEnd]);
+        this.loader.input.end();
+      }
+    } else {
+      const id = member.id!;
+      const declared = this.header!.snapshots.find((s) => s.id === id);
+      if (!declared) throw invalid(`manifest ${id} is not declared in the header`);
+      if (declared.digest !== digest) throw new StrataError("archive_digest_mismatch", `manifest ${id} has digest ${digest}, the header says ${declared.digest}`);
+      let manifest: ManifestV1;
+      try {
+        manifest = parseManifest(bytes.toString("utf8"));
+      } catch (error) {
+        throw invalid(`manifest ${id}: ${(error as Error).message}`);
+      }
+      if (manifest.id !== id || manifest.kind !== declared.kind) throw invalid(`manifest ${id} does not match its header entry`);
+      this.manifests.set(id, { manifest, bytes });
+    }
+  }
+
+  /** Writes into the engine's load as one write; resolves once the engine has been handed the bytes. */
+  private toEngine(buffers: Buffer[]): Promise<void> {
+    const input = this.loader.input!;
+    return new Promise((resolve, reject) => {
+      input.cork();
+      for (let i = 0; i < buffers.length - 1; i++) input.write(buffers[i]);
+      input.write(buffers[buffers.length - 1], (error) => {
+        if (!error) return resolve();
+        this.engineBroke = true;
+        reject(error);
+      });
+      input.uncork();
+    });
+  }
+}
+
+async function stage(ctx: Context, body: Readable, dir: string, loader: Loader, signal?: AbortSignal): Promise<Staged> {
+  const stager = new Stager(ctx, dir, loader, signal);
   try {
-    await pipeline(source, extract, { signal });
+    await eachPiece(body, dir, (piece) => stager.take(piece), signal);
+    stager.finish();
   } catch (error) {
-    loader.pack?.destroy();
+    await stager.abandon();
+    // a write the engine broke off: its own verdict says why
+    if (!(error instanceof StrataError) && stager.engineBroke) throw engineError(await loader.done!.then(() => error, (failure: unknown) => failure), "load images");
+    loader.input?.destroy();
     await loader.done?.catch(() => undefined);
     if (error instanceof StrataError) throw error;
     const message = (error as Error).message ?? String(error);
-    if (/unexpected end|premature|end of data|truncated/i.test(message)) throw new StrataError("archive_truncated", `the archive ends early: ${message}`);
+    if (/unexpected end|premature|end of data|truncated/i.test(message)) throw truncated(`the archive ends early: ${message}`);
     throw invalid(`the archive cannot be read: ${message}`);
   }
+  const { header, inventory } = stager;
   // An archive that ended without its inventory never finished the engine's tar: abort that load.
-  if (!inventory) loader.pack?.destroy();
+  if (!inventory) loader.input?.destroy();
   // The engine's verdict comes after ours: a tampered layer is a digest mismatch first.
   const loadFailure = loader.done ? await loader.done.then(() => null, (error: unknown) => error) : null;
-  if (!staged.header) throw new StrataError("archive_truncated", "the archive holds no header");
-  if (!inventory) throw new StrataError("archive_truncated", `the archive ends before its ${inventoryName}`);
-  checkInventory(inventory, staged.members);
-  const header = staged.header;
+  if (!header) throw truncated("the archive holds no header");
+  if (!inventory) throw truncated(`the archive ends before its ${inventoryName}`);
+  checkInventory(inventory, stager.members);
   for (const declared of header.snapshots) {
-    const entry = staged.manifests.get(declared.id);
+    const entry = stager.manifests.get(declared.id);
     if (!entry) throw invalid(`the manifest of snapshot ${declared.id} is missing`);
     const blob = entry.manifest.content.blobDigest;
-    if (blob && !staged.members.has(`blobs/sha256/${blob.slice("sha256:".length)}`)) throw invalid(`the blob ${blob} of snapshot ${declared.id} is missing`);
+    if (blob && !stager.members.has(`blobs/sha256/${blob.slice("sha256:".length)}`)) throw invalid(`the blob ${blob} of snapshot ${declared.id} is missing`);
     const image = entry.manifest.content.imageId;
     if (image && !header.images.includes(image)) throw invalid(`the image ${image} of snapshot ${declared.id} is not in the archive`);
   }
   if (loadFailure) throw engineError(loadFailure, "load images");
-  return { dir, header, manifests: staged.manifests, members: staged.members };
+  return { dir, header, manifests: stager.manifests, members: stager.members };
 }
 
 function parseHeader(bytes: Buffer): ArchiveHeader {
@@ -235,7 +404,7 @@ function checkInventory(inventory: InventoryEntry[], members: Map<string, { size
 
 export async function importArchive(ctx: Context, body: Readable, signal?: AbortSignal): Promise<ImportResult> {
   const dir = join(ctx.config.home, "tmp", `import-${randomUUID()}`);
-  mkdirSync(dir, { recursive: true });
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
   const undo: (() => Promise<void> | void)[] = [];
   try {
     const loader: Loader = { missing: [] };
