@@ -93,3 +93,73 @@ export function batchedInto(dest: Writable, size = 1024 * 1024): Writable {
     },
   });
 }
+
+/**
+ * Writes `buffers` into `dest` as one corked write; resolves once `dest` has
+ * handed them on (to the kernel, for a socket or pipe), so their memory can
+ * be reused.
+ */
+export function writeAll(dest: Writable, buffers: Buffer[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (dest.destroyed) return reject(new Error("the stream closed before taking everything"));
+    dest.cork();
+    for (let i = 0; i < buffers.length - 1; i++) dest.write(buffers[i]);
+    dest.write(buffers[buffers.length - 1], (error) => (error ? reject(error) : resolve()));
+    dest.uncork();
+  });
+}
+
+/** Resolves once `dest` can take more after a write returned false; rejects if it closes first. */
+export function drained(dest: Writable): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    if (dest.destroyed) return reject(new Error("the stream closed before taking everything"));
+    const settle = (error?: Error) => {
+      dest.off("drain", onDrain);
+      dest.off("close", onClose);
+      if (error) reject(error);
+      else resolve();
+    };
+    const onDrain = () => settle();
+    const onClose = () => settle(new Error("the stream closed before taking everything"));
+    dest.on("drain", onDrain);
+    dest.on("close", onClose);
+  });
+}
+
+/**
+ * Calls `take` with each chunk of `source` as it arrives, pausing the stream
+ * while a returned promise is pending. Unlike `for await`, which reads all
+ * buffered chunks joined into one new buffer, this never copies. On a failure
+ * the stream is left paused for the caller to drain or destroy.
+ */
+export function eachChunk(source: Readable, take: (chunk: Buffer) => Promise<void> | void): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let failed = false;
+    let pending: Promise<void> | void;
+    const fail = (error: Error) => {
+      if (failed) return;
+      failed = true;
+      source.off("data", onData);
+      source.pause();
+      reject(error);
+    };
+    const onData = (chunk: Buffer) => {
+      try {
+        pending = take(chunk);
+      } catch (error) {
+        return fail(error as Error);
+      }
+      if (!pending) return;
+      source.pause();
+      pending.then(() => failed || source.resume(), fail);
+    };
+    source.on("data", onData);
+    // the end can come while the last chunk is still being taken
+    source.on("end", () => void Promise.resolve(pending).then(() => failed || resolve(), fail));
+    source.on("error", fail);
+    source.on("close", () => {
+      if (!source.readableEnded) fail(new Error("the stream closed before its end"));
+    });
+    source.resume(); // a stream paused before (as by a peek at its head) does not flow by itself
+  });
+}

@@ -3,16 +3,15 @@
 // inventory at the end; then load images, promote blobs and manifests with
 // atomic renames and index the records. Any failure undoes what this import
 // made and removes the staging directory.
-import { spawn, type ChildProcessByStdio } from "node:child_process";
 import { createHash, randomUUID, type Hash } from "node:crypto";
-import { closeSync, createReadStream, mkdirSync, openSync, rmSync } from "node:fs";
+import { createReadStream, mkdirSync, rmSync } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
-import net from "node:net";
 import { join } from "node:path";
 import type { Readable, Writable } from "node:stream";
 import { StrataError, type ImportResult, type Snapshot } from "@strata/contract";
 import { TarScanner, tarEnd, tarHeader, tarPadding, type TarEntry } from "../blobs/tar-scan.js";
-import { batchedInto } from "../streams.js";
+import { zstdInto } from "../blobs/zstd.js";
+import { batchedInto, eachChunk, writeAll } from "../streams.js";
 import { snapshotRepo, type Context } from "../context.js";
 import { engineError } from "../engine/errors.js";
 import { archiveFormat, classifyMember, headerName, inventoryName, type ArchiveHeader, type InventoryEntry, type MemberKind } from "./archive.js";
@@ -21,7 +20,6 @@ import { markReady } from "./ready.js";
 
 const zstdMagic = Buffer.from([0x28, 0xb5, 0x2f, 0xfd]);
 const maxSmallMember = 1024 * 1024;
-const pieceSize = 1024 * 1024;
 
 interface Staged {
   dir: string;
@@ -64,86 +62,21 @@ async function peek(body: Readable): Promise<Buffer> {
 
 /**
  * Hands the archive to `take` a piece at a time, zstd undone when its magic
- * bytes say so. zstd's output is read into one reused buffer, with no
- * allocation per read: a piece's memory is reused once the promise `take`
- * returns settles, and nothing is read meanwhile. zstd writes into a unix
- * socket made in the staging directory, because a socket can be read that way
- * and a child's pipe cannot.
+ * bytes say so (zstd's output comes in one reused buffer: see `zstdInto`).
  */
 async function eachPiece(body: Readable, dir: string, take: (piece: Buffer) => Promise<void>, signal?: AbortSignal): Promise<void> {
   const head = await peek(body);
-  if (!(head.length >= 4 && head.subarray(0, 4).equals(zstdMagic))) {
-    for await (const chunk of body) {
-      signal?.throwIfAborted();
-      await take(chunk as Buffer);
-    }
-    return;
-  }
-  const dirFd = openSync(dir, "r");
-  const server = net.createServer();
-  let reader: net.Socket | undefined;
-  let child: ChildProcessByStdio<Writable, null, Readable> | undefined;
-  try {
-    // through the directory's descriptor: a socket path must be short, the home's may not be
-    const path = `/proc/self/fd/${dirFd}/unzstd.sock`;
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(path, resolve);
-    });
-    const accepted = new Promise<net.Socket>((resolve) => server.once("connection", resolve));
-    const buffer = Buffer.allocUnsafe(pieceSize);
-    const socket = net.connect({
-      path,
-      onread: {
-        buffer,
-        callback: (length: number) => {
-          take(buffer.subarray(0, length)).then(() => socket.resume(), (error: Error) => socket.destroy(error));
-          return false;
-        },
-      },
-    });
-    reader = socket;
-    const read = new Promise<void>((resolve, reject) => {
-      socket.on("end", resolve);
-      socket.on("error", reject);
-      socket.on("close", () => reject(new Error("the decompressed stream closed early")));
-    });
-    const side = await accepted;
-    server.close();
-    let stderr = "";
-    child = spawn("zstd", ["-d", "-q", "-c"], { stdio: ["pipe", side, "pipe"] }) as ChildProcessByStdio<Writable, null, Readable>;
-    side.destroy();
-    child.stderr.on("data", (data) => (stderr = (stderr + data).slice(-4000)));
-    const exited = new Promise<void>((resolve, reject) => {
-      child!.on("error", reject);
-      child!.on("close", (code, killed) => (code === 0 ? resolve() : reject(new Error(`zstd: ${stderr.trim() || killed || code}`))));
-    });
-    // a broken stdin shows in zstd's exit; a body that stops short stops zstd
-    child.stdin.on("error", () => undefined);
-    body.on("error", () => child!.kill("SIGKILL"));
-    body.on("close", () => {
-      if (!body.readableEnded) child!.kill("SIGKILL");
-    });
-    const aborted = new Promise<never>((_, reject) => {
-      if (signal?.aborted) reject(signal.reason);
-      signal?.addEventListener("abort", () => reject(signal.reason), { once: true });
-    });
-    const feed = batchedInto(child.stdin);
-    feed.on("error", () => undefined);
-    body.pipe(feed);
-    // what reading met first (a refused member) says more than zstd's exit after it
-    await Promise.race([Promise.all([read, exited.catch(async (error) => {
-      await read.catch((readError: unknown) => {
-        throw readError;
-      });
-      throw error;
-    })]), aborted]);
-  } finally {
-    reader?.destroy();
-    if (child && child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-    server.close();
-    closeSync(dirFd);
-  }
+  if (!(head.length >= 4 && head.subarray(0, 4).equals(zstdMagic))) return eachChunk(body, take);
+  const unzstd = await zstdInto("decompress", dir, take, signal);
+  // a body that stops short stops zstd
+  body.on("error", unzstd.stop);
+  body.on("close", () => {
+    if (!body.readableEnded) unzstd.stop();
+  });
+  const feed = batchedInto(unzstd.input);
+  feed.on("error", () => undefined); // a broken input shows in zstd's exit
+  body.pipe(feed);
+  await unzstd.done;
 }
 
 /**
@@ -311,19 +244,14 @@ class Stager {
     }
   }
 
-  /** Writes into the engine's load as one write; resolves once the engine has been handed the bytes. */
-  private toEngine(buffers: Buffer[]): Promise<void> {
-    const input = this.loader.input!;
-    return new Promise((resolve, reject) => {
-      input.cork();
-      for (let i = 0; i < buffers.length - 1; i++) input.write(buffers[i]);
-      input.write(buffers[buffers.length - 1], (error) => {
-        if (!error) return resolve();
-        this.engineBroke = true;
-        reject(error);
-      });
-      input.uncork();
-    });
+  /** Writes into the engine's load; resolves once the engine has been handed the bytes. */
+  private async toEngine(buffers: Buffer[]): Promise<void> {
+    try {
+      await writeAll(this.loader.input!, buffers);
+    } catch (error) {
+      this.engineBroke = true;
+      throw error;
+    }
   }
 }
 
