@@ -57,7 +57,8 @@ function parsePax(body: Buffer): { name?: string; linkname?: string } {
 export class TarScanner {
   private skip = 0;
   private header = Buffer.alloc(0);
-  private ended = false;
+  /** Set once the end-of-archive block has passed. */
+  ended = false;
   /** The body of an extension header being collected. */
   private extension: { type: string; size: number; parts: Buffer[]; held: number } | null = null;
   private pending: { name?: string; linkname?: string } = {};

@@ -1,6 +1,7 @@
 // A thin HTTP client for the Docker Engine API over its unix socket (or TCP).
 // Requests stream in both directions; nothing here knows about sandboxes.
 import http from "node:http";
+import net from "node:net";
 import type { Duplex, Readable } from "node:stream";
 import { batchedInto } from "../streams.js";
 import { StringDecoder } from "node:string_decoder";
@@ -112,6 +113,74 @@ export class DockerClient {
       input.on("error", reject);
     });
     return { input, reply };
+  }
+
+  /**
+   * A GET whose reply body is read into one reused buffer instead of a new
+   * buffer per read: `take` gets each piece of the body, and the buffer is
+   * reused once the promise it returns settles (nothing is read meanwhile).
+   * Asked as HTTP/1.0, so the engine sends the body as it is and closes at
+   * its end: no chunked framing to undo. Error statuses throw DockerApiError.
+   */
+  readInto(path: string, take: (piece: Buffer) => Promise<void> | void, signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const buffer = Buffer.allocUnsafe(1024 * 1024);
+      let head: Buffer | null = Buffer.alloc(0);
+      let status = 0;
+      let errorBody: Buffer[] | null = null;
+      let pending: Promise<void> | void;
+      let failed = false;
+      const fail = (error: Error) => {
+        if (failed) return;
+        failed = true;
+        socket.destroy();
+        reject(error);
+      };
+      const onPiece = (length: number): boolean => {
+        let piece: Buffer = buffer.subarray(0, length);
+        if (head) {
+          head = Buffer.concat([head, piece]);
+          const end = head.indexOf("\r\n\r\n");
+          if (end < 0) {
+            if (head.length > 64 * 1024) fail(new Error(`the engine's reply to ${path} has no end of headers`));
+            return true;
+          }
+          status = Number(/^HTTP\/\d\.\d (\d{3})/.exec(head.toString("latin1", 0, 12))?.[1] ?? 0);
+          piece = head.subarray(end + 4); // a copy: safe to hold
+          head = null;
+          if (status < 200 || status >= 300) errorBody = [];
+        }
+        if (errorBody) {
+          errorBody.push(Buffer.from(piece));
+          return true;
+        }
+        if (!piece.length) return true;
+        try {
+          pending = take(piece);
+        } catch (error) {
+          fail(error as Error);
+          return false;
+        }
+        if (!pending) return true;
+        pending.then(() => failed || socket.resume(), fail);
+        return false;
+      };
+      const target = this.target.socketPath ? { path: this.target.socketPath } : { host: this.target.host!, port: this.target.port! };
+      const socket = net.connect({ ...target, onread: { buffer, callback: onPiece } });
+      socket.on("connect", () => socket.write(`GET ${path} HTTP/1.0\r\nHost: docker\r\n\r\n`));
+      socket.on("error", fail);
+      socket.on("end", () => {
+        void Promise.resolve(pending).then(() => {
+          if (failed) return;
+          if (head) fail(new Error(`the engine closed ${path} before replying`));
+          else if (errorBody) fail(new DockerApiError(status, errorMessage(Buffer.concat(errorBody).toString("utf8")), path));
+          else resolve();
+        }, fail);
+      });
+      socket.on("close", () => fail(new Error(`the engine's reply to ${path} closed early`)));
+      if (signal?.aborted) fail(signal.reason as Error);
+      signal?.addEventListener("abort", () => fail(signal.reason as Error), { once: true });
+    });
   }
 
   /** Sends a request and parses a JSON reply; error statuses throw DockerApiError. */

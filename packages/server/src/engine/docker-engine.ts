@@ -402,11 +402,9 @@ export class DockerEngine implements Engine {
     }
   }
 
-  async saveImages(ids: string[], signal?: AbortSignal): Promise<Readable> {
+  saveImages(ids: string[], take: (piece: Buffer) => Promise<void> | void, signal?: AbortSignal): Promise<void> {
     const names = ids.map((id) => `names=${encodeURIComponent(id)}`).join("&");
-    const reply = await this.client.request({ method: "GET", path: `/images/get?${names}`, signal });
-    if (reply.status >= 400) throw new DockerApiError(reply.status, await readText(reply.body), "images/get");
-    return reply.body;
+    return this.client.readInto(`/images/get?${names}`, take, signal);
   }
 
   loadImages(signal?: AbortSignal): { input: Writable; done: Promise<void> } {

@@ -158,8 +158,12 @@ export interface Engine {
    * this returns false; a missing image is not an error.
    */
   removeImage(ref: string, force: boolean): Promise<boolean>;
-  /** The engine's export (`docker save` layout) of these images as one tar stream. */
-  saveImages(ids: string[], signal?: AbortSignal): Promise<Readable>;
+  /**
+   * The engine's export (`docker save` layout) of these images as one tar
+   * stream, handed to `take` a piece at a time: a piece's memory is reused
+   * once the promise `take` returns settles.
+   */
+  saveImages(ids: string[], take: (piece: Buffer) => Promise<void> | void, signal?: AbortSignal): Promise<void>;
   /**
    * Loads a `docker save` tar the caller writes into `input`: a write's
    * callback fires once the engine has been handed its bytes, so their memory

@@ -1,17 +1,19 @@
 // Exporting snapshots as an archive stream (docs/archive-format.md): header,
 // manifests, blobs, image export, inventory; zstd-compressed by default.
-import { createHash } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { createHash, randomUUID, type Hash } from "node:crypto";
+import { mkdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { PassThrough, type Readable } from "node:stream";
-import { pipeline } from "node:stream/promises";
+import type { Readable, Writable } from "node:stream";
 import { StrataError, type Snapshot } from "@strata/contract";
-import tar from "tar-stream";
-import { zstdStream } from "../blobs/zstd.js";
+import { TarScanner, tarEnd, tarHeader, tarPadding } from "../blobs/tar-scan.js";
+import { zstdInto } from "../blobs/zstd.js";
+import { eachChunk, writeAll } from "../streams.js";
 import type { Context } from "../context.js";
 import { archiveFormat, headerName, inventoryName, type ArchiveHeader, type InventoryEntry } from "./archive.js";
 import { readySnapshot } from "./find.js";
 import { sha256 } from "./manifest.js";
+
+const batchSize = 1024 * 1024;
 
 export interface ExportOptions {
   withParents?: boolean;
@@ -33,7 +35,19 @@ function chainOf(ctx: Context, snapshot: Snapshot, withParents: boolean): Snapsh
   return chain;
 }
 
-export async function exportSnapshot(ctx: Context, ref: string, options: ExportOptions): Promise<{ stream: Readable; contentType: string; filename: string }> {
+/** An export ready to stream: everything it needs was checked when it was made. */
+export interface ExportedArchive {
+  contentType: string;
+  filename: string;
+  /**
+   * Streams the archive into `out` (an HTTP response), writing each piece only
+   * once `out` has taken the last; ends `out`, or rejects, leaving `out` for
+   * the caller to destroy.
+   */
+  writeTo(out: Writable): Promise<void>;
+}
+
+export async function exportSnapshot(ctx: Context, ref: string, options: ExportOptions): Promise<ExportedArchive> {
   const snapshot = readySnapshot(ctx, ref);
   const chain = chainOf(ctx, snapshot, options.withParents ?? false);
   // Everything is checked before the first byte, so a refusal is a clean error reply.
@@ -50,24 +64,6 @@ export async function exportSnapshot(ctx: Context, ref: string, options: ExportO
     if (s.contentDigest && !ctx.blobs.has(s.contentDigest)) throw new StrataError("blob_corrupt", `the blob of snapshot ${s.id} is missing`);
   }
 
-  const pack = tar.pack();
-  const inventory: InventoryEntry[] = [];
-  const addBuffer = (name: string, bytes: Buffer) => {
-    pack.entry({ name, size: bytes.length, mode: 0o644, mtime: new Date(0) }, bytes);
-    inventory.push({ path: name, size: bytes.length, sha256: sha256(bytes) });
-  };
-  const addStream = async (name: string, size: number, source: Readable) => {
-    const hash = createHash("sha256");
-    const entry = pack.entry({ name, size, mode: 0o644, mtime: new Date(0) });
-    await pipeline(source, async function* (chunks: AsyncIterable<Buffer>) {
-      for await (const chunk of chunks) {
-        hash.update(chunk);
-        yield chunk;
-      }
-    }, entry);
-    inventory.push({ path: name, size, sha256: `sha256:${hash.digest("hex")}` });
-  };
-
   const header: ArchiveHeader = {
     format: archiveFormat,
     version: 1,
@@ -78,45 +74,118 @@ export async function exportSnapshot(ctx: Context, ref: string, options: ExportO
     images,
   };
 
-  const write = async () => {
-    addBuffer(headerName, Buffer.from(`${JSON.stringify(header, null, 2)}\n`));
-    for (const { snapshot: s, bytes } of manifests) addBuffer(`manifests/${s.id}.json`, bytes);
-    const blobs = new Map<string, number>();
-    for (const s of chain) if (s.contentDigest) blobs.set(s.contentDigest, s.checkpointBytes ?? s.sizeBytes ?? 0);
-    for (const [digest, size] of blobs) await addStream(`blobs/sha256/${digest.slice("sha256:".length)}`, size, ctx.blobs.read(digest));
-    if (images.length) {
-      const saved = await ctx.engine.saveImages(images, options.signal);
-      const extract = tar.extract();
-      const done = new Promise<void>((resolve, reject) => {
-        extract.on("entry", (entryHeader, stream, next) => {
-          if (entryHeader.type !== "file") {
-            stream.resume();
-            stream.on("end", next);
-            return;
-          }
-          addStream(`images/${entryHeader.name.replace(/^\.\//, "")}`, entryHeader.size ?? 0, stream as unknown as Readable).then(() => next(), reject);
-        });
-        extract.on("finish", resolve);
-        extract.on("error", reject);
-      });
-      saved.pipe(extract);
-      await done;
-    }
-    addBuffer(inventoryName, Buffer.from(`${JSON.stringify({ members: inventory }, null, 2)}\n`));
-    pack.finalize();
-  };
-  write().catch((error) => pack.destroy(error));
 
-  const out = new PassThrough();
+  const blobs = new Map<string, number>();
+  for (const s of chain) if (s.contentDigest) blobs.set(s.contentDigest, s.checkpointBytes ?? s.sizeBytes ?? 0);
+  /**
+   * The archive as tar, written into `sink` in batches of about 1 MiB, each
+   * awaited until `sink` has handed it on: pieces of the engine's save live
+   * in a reused buffer, so nothing may hold them past that.
+   */
+  const writeArchive = async (sink: Writable) => {
+    const inventory: InventoryEntry[] = [];
+    let held: Buffer[] = [];
+    let heldBytes = 0;
+    const flush = async () => {
+      if (!held.length) return;
+      const batch = held;
+      held = [];
+      heldBytes = 0;
+      await writeAll(sink, batch);
+    };
+    const put = async (buffer: Buffer) => {
+      held.push(buffer);
+      heldBytes += buffer.length;
+      if (heldBytes >= batchSize) await flush();
+    };
+    const addBuffer = async (name: string, bytes: Buffer) => {
+      for (const part of [tarHeader(name, bytes.length), bytes, tarPadding(bytes.length)]) await put(part);
+      inventory.push({ path: name, size: bytes.length, sha256: sha256(bytes) });
+    };
+    const addStream = async (name: string, size: number, source: Readable) => {
+      const hash = createHash("sha256");
+      let seen = 0;
+      await put(tarHeader(name, size));
+      await eachChunk(source, (chunk) => {
+        hash.update(chunk);
+        seen += chunk.length;
+        if (seen > size) throw new StrataError("blob_corrupt", `member '${name}' is larger than its ${size} bytes`);
+        return put(chunk);
+      }).finally(() => source.destroy());
+      if (seen !== size) throw new StrataError("blob_corrupt", `member '${name}' is ${seen} bytes, ${size} expected`);
+      await put(tarPadding(size));
+      inventory.push({ path: name, size, sha256: `sha256:${hash.digest("hex")}` });
+    };
+    /** The engine's save, member by member: each regular file goes in under images/, hashed on the way. */
+    const addImages = async () => {
+      let member: { name: string; size: number; seen: number; hash: Hash } | undefined;
+      const finish = () => {
+        held.push(tarPadding(member!.size));
+        inventory.push({ path: member!.name, size: member!.size, sha256: `sha256:${member!.hash.digest("hex")}` });
+        member = undefined;
+      };
+      const scanner = new TarScanner(
+        (entry) => {
+          if (entry.type !== "0") return;
+          const name = `images/${entry.name.replace(/^\.\//, "")}`;
+          member = { name, size: entry.size, seen: 0, hash: createHash("sha256") };
+          held.push(tarHeader(name, entry.size));
+          if (entry.size === 0) finish();
+        },
+        (piece) => {
+          if (!member) return;
+          member.hash.update(piece);
+          member.seen += piece.length;
+          held.push(piece);
+          if (member.seen === member.size) finish();
+        },
+      );
+      // each piece is flushed before the next is read into the same memory
+      await ctx.engine.saveImages(images, (piece) => {
+        scanner.push(piece);
+        return flush();
+      }, options.signal);
+      if (member || !scanner.ended) throw new Error("the engine's save ended early");
+    };
+
+    await addBuffer(headerName, Buffer.from(`${JSON.stringify(header, null, 2)}\n`));
+    for (const { snapshot: s, bytes } of manifests) await addBuffer(`manifests/${s.id}.json`, bytes);
+    for (const [digest, size] of blobs) await addStream(`blobs/sha256/${digest.slice("sha256:".length)}`, size, ctx.blobs.read(digest));
+    if (images.length) await addImages();
+    await addBuffer(inventoryName, Buffer.from(`${JSON.stringify({ members: inventory }, null, 2)}\n`));
+    await put(tarEnd);
+    await flush();
+  };
+
   const compressed = (options.compression ?? "zstd") === "zstd";
-  const stages: NodeJS.ReadWriteStream[] = compressed ? [zstdStream("compress", 3)] : [];
-  pipeline(pack as unknown as Readable, ...(stages as []), out, { signal: options.signal }).catch((error) => {
-    out.destroy(error);
-    pack.destroy();
-  });
+  const writeTo = async (out: Writable) => {
+    if (!compressed) {
+      await writeArchive(out);
+      out.end();
+      return;
+    }
+    const dir = join(ctx.config.home, "tmp", `export-${randomUUID()}`);
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    try {
+      const zstd = await zstdInto("compress", dir, (piece) => writeAll(out, [piece]), options.signal);
+      try {
+        await writeArchive(zstd.input);
+        zstd.input.end();
+      } catch (error) {
+        zstd.stop();
+        throw error;
+      } finally {
+        await zstd.done.catch(() => undefined);
+      }
+      await zstd.done;
+      out.end();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
   return {
-    stream: out,
     contentType: compressed ? "application/zstd" : "application/x-tar",
     filename: `${snapshot.name ?? snapshot.id}.${compressed ? "tar.zst" : "tar"}`,
+    writeTo,
   };
 }

@@ -1,11 +1,10 @@
 // Verifying a snapshot: recompute, part by part, the manifest digest, the
 // image the engine holds and each blob, and report what matches.
-import { createHash } from "node:crypto";
+import { createHash, type Hash } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { pipeline } from "node:stream/promises";
-import tar from "tar-stream";
 import { join } from "node:path";
 import type { Snapshot, VerifyReport } from "@strata/contract";
+import { TarScanner } from "../blobs/tar-scan.js";
 import type { Context } from "../context.js";
 import { findSnapshot } from "./find.js";
 import { parseManifest, sha256 } from "./manifest.js";
@@ -54,22 +53,16 @@ async function verifyImage(ctx: Context, snapshot: Snapshot): Promise<Part[]> {
     // the manifest part reports this
   }
   const seen = new Set<string>();
-  const saved = await ctx.engine.saveImages([imageId]);
-  const extract = tar.extract();
-  extract.on("entry", (header, stream, next) => {
-    if (!header.name.endsWith("/layer.tar")) {
-      stream.on("end", next);
-      stream.resume();
-      return;
-    }
-    const hash = createHash("sha256");
-    stream.on("data", (chunk) => hash.update(chunk as Buffer));
-    stream.on("end", () => {
-      seen.add(`sha256:${hash.digest("hex")}`);
-      next();
-    });
-  });
-  await pipeline(saved, extract);
+  let layer: Hash | undefined;
+  const scanner = new TarScanner(
+    (entry) => {
+      if (layer) seen.add(`sha256:${layer.digest("hex")}`);
+      layer = entry.type === "0" && entry.name.endsWith("/layer.tar") ? createHash("sha256") : undefined;
+    },
+    (piece) => layer?.update(piece),
+  );
+  await ctx.engine.saveImages([imageId], (piece) => scanner.push(piece));
+  if (layer) seen.add(`sha256:${layer.digest("hex")}`);
   for (const layer of recorded) {
     const ok = seen.has(layer);
     parts.push({ part: "layer", ref: layer, expected: layer, ...(ok ? { actual: layer } : {}), ok, ...(ok ? {} : { code: "layer_mismatch", message: "no layer of the image has this content digest" }) });

@@ -50,10 +50,13 @@ export function snapshotRoutes(app: FastifyInstance, ctx: Context, idempotency: 
     });
     const query = request.query as { withParents?: boolean; withImage?: boolean; compression?: "zstd" | "none" };
     const archive = await exportSnapshot(ctx, (request.params as IdParams).id, { ...query, signal: controller.signal });
-    return reply
-      .type(archive.contentType)
-      .header("content-disposition", `attachment; filename="${archive.filename}"`)
-      .send(archive.stream);
+    // written straight into the response: each piece once the last has gone (see writeTo)
+    reply.hijack();
+    reply.raw.writeHead(200, { "content-type": archive.contentType, "content-disposition": `attachment; filename="${archive.filename}"` });
+    await archive.writeTo(reply.raw).catch((error: unknown) => {
+      ctx.config.log({ event: "export_failed", snapshot: (request.params as IdParams).id, error: (error as Error).message });
+      reply.raw.destroy();
+    });
   });
 
   route(app, routes.importSnapshot, async (request, reply) => {
