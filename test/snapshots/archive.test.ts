@@ -1,7 +1,7 @@
 // An operator exports snapshots on one server and imports them on another,
 // verified; tampered or truncated archives are refused and leave nothing.
 import { execFileSync } from "node:child_process";
-import { readdirSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -238,4 +238,59 @@ test("reindex rebuilds the index from the manifests, reporting malformed ones", 
   rmSync(join(b.home, "snapshots", bad), { recursive: true });
   await kept.delete();
   await source.delete();
+});
+
+/** zstd processes this test process (and so its servers) has running. */
+function zstdChildren(): number {
+  let count = 0;
+  for (const pid of readdirSync("/proc").filter((name) => /^\d+$/.test(name))) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      if (stat.includes("(zstd)") && Number(fields[1]) === process.pid) count++;
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return count;
+}
+
+async function settles(what: string, check: () => Promise<boolean> | boolean): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    if (await check()) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  assert.fail(`${what} did not settle`);
+}
+
+test("an export or an import the client cuts off leaves no process, staging file or image behind", async () => {
+  const source = await a.strata.sandboxes.create({ image: baseImage });
+  await source.exec("head -c 40000000 /dev/urandom > /big");
+  const snapshot = await (await source.snapshot({ name: "cut-off" })).waitUntilReady();
+  await source.delete();
+  const archive = await bytesOf(await snapshot.export());
+
+  const controller = new AbortController();
+  const reader = (await snapshot.export({ signal: controller.signal })).getReader();
+  await reader.read();
+  controller.abort();
+  await reader.read().catch(() => undefined);
+  await settles("the cut export", () => zstdChildren() === 0 && readdirSync(join(a.home, "tmp")).length === 0);
+
+  const imageIds = [snapshot.info.imageId!];
+  await snapshot.delete();
+  const before = await state(b, imageIds);
+  assert.equal(before.images, 0);
+  const upload = new AbortController();
+  const body = new ReadableStream<Uint8Array>({
+    start(stream) {
+      stream.enqueue(new Uint8Array(archive.subarray(0, archive.length / 2)));
+      setTimeout(() => upload.abort(), 500);
+    },
+  });
+  assert.notEqual(await errorCode(b.strata.snapshots.import(body, { signal: upload.signal })), "no error");
+  await settles("the cut import", async () => zstdChildren() === 0 && JSON.stringify(await state(b, imageIds)) === JSON.stringify(before));
+  // and the whole archive still imports
+  assert.deepEqual((await b.strata.snapshots.import(new Uint8Array(archive))).imported, [snapshot.id]);
+  await b.strata.snapshots.delete("cut-off");
 });
