@@ -1,11 +1,12 @@
 // An operator exports snapshots on one server and imports them on another,
 // verified; tampered or truncated archives are refused and leave nothing.
 import { execFileSync } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import tar from "tar-stream";
+import { Strata } from "@strata/sdk";
 import { baseImage, errorCode, startTestServer, type TestServer } from "../harness.js";
 
 let a: TestServer;
@@ -293,4 +294,31 @@ test("an export or an import the client cuts off leaves no process, staging file
   // and the whole archive still imports
   assert.deepEqual((await b.strata.snapshots.import(new Uint8Array(archive))).imported, [snapshot.id]);
   await b.strata.snapshots.delete("cut-off");
+});
+
+test("the SDK moves archives to and from files, over its own transport or a given fetch", async () => {
+  const source = await a.strata.sandboxes.create({ image: baseImage });
+  await source.exec("mkdir -p /f && head -c 2000000 /dev/urandom > /f/data && md5sum /f/data > /f/sum");
+  const snapshot = await (await source.snapshotDirectory("/f", { name: "via-files" })).waitUntilReady();
+  await source.delete();
+  const file = join(a.home, "via-files.tar.zst");
+  let received = 0;
+  const { bytes } = await snapshot.exportToFile(file, { onProgress: (n) => (received = n) });
+  assert.equal(bytes, statSync(file).size);
+  assert.equal(received, bytes);
+  assert.ok(!existsSync(`${file}.partial`));
+
+  let sent = 0;
+  const viaFetch = new Strata({ baseUrl: b.server.url, fetch: (input, init) => fetch(input, init) });
+  const result = await viaFetch.snapshots.importFile(file, { onProgress: (n) => (sent = n) });
+  assert.equal(sent, bytes);
+  assert.deepEqual(result.imported, [snapshot.id]);
+  assert.equal(result.snapshot.info.contentDigest, snapshot.info.contentDigest);
+  // a refusal comes back as the server's error over either transport
+  const junk = join(a.home, "junk.tar");
+  writeFileSync(junk, Buffer.alloc(4096, 0x41));
+  assert.equal(await errorCode(b.strata.snapshots.importFile(junk)), "archive_invalid");
+  assert.equal(await errorCode(viaFetch.snapshots.importFile(junk)), "archive_invalid");
+  await b.strata.snapshots.delete("via-files");
+  await snapshot.delete();
 });

@@ -1,4 +1,9 @@
-// The SDK's HTTP transport: fetch with the API key, errors rebuilt as StrataError.
+// The SDK's HTTP transport: fetch with the API key, errors rebuilt as StrataError;
+// archives of gigabytes go over node:http (see `transfer`).
+import http from "node:http";
+import https from "node:https";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import { StrataError } from "@strata/contract";
 
 export interface ClientOptions {
@@ -69,6 +74,50 @@ export class Http {
         parsed = undefined;
       }
       throw StrataError.fromBody(parsed, response.status);
+    }
+    return response;
+  }
+
+  /**
+   * A request whose body (`upload`) or reply may be gigabytes: the reply's
+   * body comes back as a Node stream. Over node:http unless a fetch was
+   * given, because fetch spends several times the CPU per byte (a 550 MB
+   * upload: ~1.5 s against ~0.45 s), and that CPU is taken from the server
+   * when both run on one machine.
+   */
+  async transfer(spec: RequestSpec, upload?: AsyncIterable<Uint8Array> | Uint8Array): Promise<Readable> {
+    if (this.options.fetch) {
+      const body = upload === undefined || upload instanceof Uint8Array ? upload : Readable.toWeb(Readable.from(upload));
+      const response = await this.send({ ...spec, ...(body ? { body: body as Body } : {}) });
+      return Readable.fromWeb(response.body! as never);
+    }
+    const url = new URL(this.url(spec.path, spec.query));
+    const headers: Record<string, string> = { ...spec.headers };
+    if (this.options.apiKey) headers.authorization = `Bearer ${this.options.apiKey}`;
+    if (spec.contentType) headers["content-type"] = spec.contentType;
+    const response = await new Promise<http.IncomingMessage>((resolve, reject) => {
+      let answered = false;
+      const request = (url.protocol === "https:" ? https : http).request(url, { method: spec.method, headers, signal: spec.signal }, (reply) => {
+        answered = true;
+        resolve(reply);
+      });
+      request.on("error", reject);
+      if (upload === undefined) request.end();
+      else if (upload instanceof Uint8Array) request.end(upload);
+      // a server that refuses early closes the upload: its reply says why
+      else pipeline(upload instanceof Readable ? upload : Readable.from(upload, { objectMode: false }), request).catch((error) => answered || reject(error));
+    });
+    const status = response.statusCode ?? 0;
+    if (status < 200 || status >= 300) {
+      const chunks: Buffer[] = [];
+      for await (const chunk of response) chunks.push(chunk as Buffer);
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+      } catch {
+        parsed = undefined;
+      }
+      throw StrataError.fromBody(parsed, status);
     }
     return response;
   }

@@ -3,7 +3,11 @@ import {
   StrataError, type ImportResult, type ReindexReport, type Snapshot as SnapshotInfo, type SnapshotList, type SnapshotKind,
   type SnapshotStatus, type VerifyReport, type PushEvent,
 } from "@strata/contract";
-import type { Body, CallOptions, Http } from "./http.js";
+import { createReadStream, createWriteStream } from "node:fs";
+import { rename, rm } from "node:fs/promises";
+import { Transform } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import type { CallOptions, Http, RequestSpec } from "./http.js";
 import { runBuild, type BuildOptions } from "./build.js";
 import { jsonLines } from "./lines.js";
 
@@ -83,12 +87,41 @@ export class Snapshot {
    * unless `compression: "none"`. `onProgress` gets the bytes received so far.
    */
   async export(options: ExportOptions = {}): Promise<ReadableStream<Uint8Array>> {
-    const response = await this.http.send({
+    const response = await this.http.send(this.exportRequest(options));
+    return counting(response.body!, options.onProgress);
+  }
+
+  /**
+   * Writes the archive (see `export`) to a file: into `FILE.partial` first,
+   * renamed once whole, removed if the export fails or is cancelled.
+   */
+  async exportToFile(file: string, options: ExportOptions = {}): Promise<{ bytes: number }> {
+    const temp = `${file}.partial`;
+    let bytes = 0;
+    try {
+      const body = await this.http.transfer(this.exportRequest(options));
+      const count = new Transform({
+        transform(chunk: Buffer, _encoding, done) {
+          bytes += chunk.length;
+          options.onProgress?.(bytes);
+          done(null, chunk);
+        },
+      });
+      await pipeline(body, count, createWriteStream(temp), ...(options.signal ? [{ signal: options.signal }] : []));
+      await rename(temp, file);
+    } catch (error) {
+      await rm(temp, { force: true });
+      throw error;
+    }
+    return { bytes };
+  }
+
+  private exportRequest(options: ExportOptions): RequestSpec {
+    return {
       method: "GET", path: `/v1/snapshots/${this.id}/export`,
       query: { withParents: options.withParents || undefined, withImage: options.withImage || undefined, compression: options.compression },
       signal: options.signal,
-    });
-    return counting(response.body!, options.onProgress);
+    };
   }
 
   /**
@@ -180,13 +213,29 @@ export class Snapshots {
    * Imports an archive made by `export()` (compressed or not). Snapshots that
    * already exist with the same digest are skipped; resolves to the exported snapshot.
    */
-  async import(archive: ReadableStream<Uint8Array> | Uint8Array, options: ImportOptions = {}): Promise<{ snapshot: Snapshot; imported: string[]; skipped: string[] }> {
-    const body = archive instanceof Uint8Array ? archive : counting(archive, options.onProgress);
-    const reply = await this.http.json<ImportResult>({
-      method: "POST", path: "/v1/snapshots/import", body: body as Body, contentType: "application/octet-stream", signal: options.signal,
-    });
-    if (archive instanceof Uint8Array) options.onProgress?.(archive.byteLength);
-    return { snapshot: new Snapshot(this.http, reply.snapshot), imported: reply.imported, skipped: reply.skipped };
+  async import(
+    archive: ReadableStream<Uint8Array> | AsyncIterable<Uint8Array> | Uint8Array, options: ImportOptions = {},
+  ): Promise<{ snapshot: Snapshot; imported: string[]; skipped: string[] }> {
+    const onProgress = options.onProgress;
+    const body = archive instanceof Uint8Array || !onProgress ? archive : (async function* counted() {
+      let total = 0;
+      for await (const chunk of archive as AsyncIterable<Uint8Array>) {
+        total += chunk.byteLength;
+        onProgress(total);
+        yield chunk;
+      }
+    })();
+    const reply = await this.http.transfer({ method: "POST", path: "/v1/snapshots/import", contentType: "application/octet-stream", signal: options.signal }, body as AsyncIterable<Uint8Array> | Uint8Array);
+    const chunks: Buffer[] = [];
+    for await (const chunk of reply) chunks.push(chunk as Buffer);
+    const result = JSON.parse(Buffer.concat(chunks).toString("utf8")) as ImportResult;
+    if (archive instanceof Uint8Array) onProgress?.(archive.byteLength);
+    return { snapshot: new Snapshot(this.http, result.snapshot), imported: result.imported, skipped: result.skipped };
+  }
+
+  /** Imports an archive file (see `import`), read in 1 MiB pieces. */
+  async importFile(file: string, options: ImportOptions = {}): Promise<{ snapshot: Snapshot; imported: string[]; skipped: string[] }> {
+    return this.import(createReadStream(file, { highWaterMark: 1024 * 1024 }), options);
   }
 
   /**

@@ -3,9 +3,7 @@ import type { SnapshotInfo, SnapshotKind, SnapshotStatus } from "@strata/sdk";
 import { client, clientOptions, interruptSignal, number, pairs, parseArgs, usage, UsageError } from "../options.js";
 import { printJson, table } from "../output.js";
 import { bytes, progress, transferBar } from "../progress.js";
-import { createReadStream, createWriteStream, renameSync, rmSync, statSync } from "node:fs";
-import { Readable } from "node:stream";
-import { pipeline } from "node:stream/promises";
+import { statSync } from "node:fs";
 
 export const snapshotHelp = `Usage: strata snapshot <command> [options]
 
@@ -151,20 +149,12 @@ export async function snapshot(args: string[]): Promise<number> {
       const signal = interruptSignal();
       const found = await client(values).snapshots.get(positionals[0]!, { signal });
       const bar = transferBar(`export ${found.id}`);
-      const stream = await found.export({
+      const { bytes } = await found.exportToFile(values.output, {
         withParents: values["with-parents"], withImage: values["with-image"], compression: values["no-compress"] ? "none" : "zstd",
         signal, onProgress: (n) => bar.update(n),
       });
-      const temp = `${values.output}.partial`;
-      try {
-        await pipeline(Readable.fromWeb(stream as never), createWriteStream(temp), { signal });
-        renameSync(temp, values.output);
-      } catch (error) {
-        rmSync(temp, { force: true });
-        throw error;
-      }
       bar.done(`-> ${values.output}`);
-      if (values.json) printJson({ snapshotId: found.id, file: values.output, bytes: statSync(values.output).size });
+      if (values.json) printJson({ snapshotId: found.id, file: values.output, bytes });
       return 0;
     }
     case "import": {
@@ -174,9 +164,7 @@ export async function snapshot(args: string[]): Promise<number> {
       const size = statSync(file).size;
       const bar = transferBar(`import ${file}`, size);
       const signal = interruptSignal();
-      const result = await client(values).snapshots.import(Readable.toWeb(createReadStream(file, { highWaterMark: 1024 * 1024 })) as ReadableStream<Uint8Array>, {
-        signal, onProgress: (n) => bar.update(n),
-      });
+      const result = await client(values).snapshots.importFile(file, { signal, onProgress: (n) => bar.update(n) });
       bar.done(`imported ${result.imported.length}, already present ${result.skipped.length}`);
       if (values.json) printJson({ snapshot: result.snapshot.info, imported: result.imported, skipped: result.skipped });
       else process.stdout.write(`${result.snapshot.id}\n`);
