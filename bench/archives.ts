@@ -2,9 +2,7 @@
 // changes, against the engine's own save piped through zstd, and zstd -d piped
 // into the engine's load.
 import { execFileSync } from "node:child_process";
-import { createReadStream, createWriteStream, mkdtempSync, rmSync, statSync } from "node:fs";
-import { Readable } from "node:stream";
-import { pipeline } from "node:stream/promises";
+import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Strata } from "@strata/sdk";
@@ -30,8 +28,7 @@ export async function benchArchives(strata: Strata, image: string, runs = 3): Pr
   const exportRun = await compare(
     runs,
     async () => {
-      const stream = await snapshot.export();
-      await pipeline(Readable.fromWeb(stream as never), createWriteStream(ours));
+      await snapshot.exportToFile(ours);
     },
     async () => {
       sh(`curl -sf --unix-socket ${socket} 'http://engine/images/get?names=${imageId}' | zstd -q -c > '${theirs}'`);
@@ -49,7 +46,7 @@ export async function benchArchives(strata: Strata, image: string, runs = 3): Pr
   const importRun = await compare(
     runs,
     async () => {
-      const { snapshot: imported } = await strata.snapshots.import(Readable.toWeb(createReadStream(ours, { highWaterMark: 1024 * 1024 })) as ReadableStream<Uint8Array>);
+      const { snapshot: imported } = await strata.snapshots.importFile(ours);
       return async () => {
         await imported.delete({ force: true });
         await rawRemoveImage(imageId).catch(() => undefined);
