@@ -319,6 +319,12 @@ test("the SDK moves archives to and from files, over its own transport or a give
   writeFileSync(junk, Buffer.alloc(4096, 0x41));
   assert.equal(await errorCode(b.strata.snapshots.importFile(junk)), "archive_invalid");
   assert.equal(await errorCode(viaFetch.snapshots.importFile(junk)), "archive_invalid");
+  const again = join(a.home, "again.tar.zst");
+  const overFetch = new Strata({ baseUrl: a.server.url, fetch: (input, init) => fetch(input, init) });
+  assert.equal((await (await overFetch.snapshots.get(snapshot.id)).exportToFile(again)).bytes, statSync(again).size);
   await b.strata.snapshots.delete("via-files");
   await snapshot.delete();
+  // an export that fails leaves no partial file
+  assert.equal(await errorCode(snapshot.exportToFile(again)), "snapshot_not_found");
+  assert.ok(!existsSync(`${again}.partial`));
 });

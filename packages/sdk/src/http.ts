@@ -2,9 +2,12 @@
 // archives of gigabytes go over node:http (see `transfer`).
 import http from "node:http";
 import https from "node:https";
-import { Readable } from "node:stream";
+import { createReadStream } from "node:fs";
+import { open } from "node:fs/promises";
+import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { StrataError } from "@strata/contract";
+import { download } from "./download.js";
 
 export interface ClientOptions {
   /** Server URL, e.g. `http://127.0.0.1:7420`. */
@@ -64,17 +67,16 @@ export class Http {
     } else if (spec.contentType) headers["content-type"] = spec.contentType;
     const init: RequestInit & { duplex?: "half" } = { method: spec.method, headers, body, signal: spec.signal };
     if (body instanceof ReadableStream) init.duplex = "half";
-    const response = await this.fetchImpl(this.url(spec.path, spec.query), init);
-    if (!response.ok) {
-      const text = await response.text();
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(text);
-      } catch {
-        parsed = undefined;
-      }
-      throw StrataError.fromBody(parsed, response.status);
+    let response: Response;
+    try {
+      response = await this.fetchImpl(this.url(spec.path, spec.query), init);
+    } catch (error) {
+      // A kept-alive connection the server closed as it was reused: a request
+      // that can be repeated safely is sent once more, on a fresh connection.
+      if (!staleConnection(error) || spec.method === "POST" || body instanceof ReadableStream || spec.signal?.aborted) throw error;
+      response = await this.fetchImpl(this.url(spec.path, spec.query), init);
     }
+    if (!response.ok) throw replyError(await response.text(), response.status);
     return response;
   }
 
@@ -85,9 +87,10 @@ export class Http {
    * upload: ~1.5 s against ~0.45 s), and that CPU is taken from the server
    * when both run on one machine.
    */
-  async transfer(spec: RequestSpec, upload?: AsyncIterable<Uint8Array> | Uint8Array): Promise<Readable> {
+  async transfer(spec: RequestSpec, upload?: Upload): Promise<Readable> {
     if (this.options.fetch) {
-      const body = upload === undefined || upload instanceof Uint8Array ? upload : Readable.toWeb(Readable.from(upload));
+      const body = upload === undefined || upload instanceof Uint8Array ? upload
+        : Readable.toWeb("file" in upload ? counted(createReadStream(upload.file, { highWaterMark: 1024 * 1024 }), upload.onProgress) : Readable.from(upload));
       const response = await this.send({ ...spec, ...(body ? { body: body as Body } : {}) });
       return Readable.fromWeb(response.body! as never);
     }
@@ -102,24 +105,39 @@ export class Http {
         resolve(reply);
       });
       request.on("error", reject);
+      // a server that refuses early closes the upload: its reply says why
+      const sent = (error: Error) => answered || reject(error);
       if (upload === undefined) request.end();
       else if (upload instanceof Uint8Array) request.end(upload);
-      // a server that refuses early closes the upload: its reply says why
-      else pipeline(upload instanceof Readable ? upload : Readable.from(upload, { objectMode: false }), request).catch((error) => answered || reject(error));
+      else if ("file" in upload) sendFile(request, upload).catch(sent);
+      else pipeline(upload instanceof Readable ? upload : Readable.from(upload, { objectMode: false }), request).catch(sent);
     });
     const status = response.statusCode ?? 0;
     if (status < 200 || status >= 300) {
       const chunks: Buffer[] = [];
       for await (const chunk of response) chunks.push(chunk as Buffer);
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(Buffer.concat(chunks).toString("utf8"));
-      } catch {
-        parsed = undefined;
-      }
-      throw StrataError.fromBody(parsed, status);
+      throw replyError(Buffer.concat(chunks).toString("utf8"), status);
     }
     return response;
+  }
+
+  /**
+   * GETs a body of possibly gigabytes, handing it to `take` a few pieces at a
+   * time; their memory is reused once the promise `take` returns settles.
+   * Plain http without a given fetch reads into one reused buffer
+   * (`download`); otherwise the body streams through `transfer`.
+   */
+  async receive(spec: RequestSpec, take: (pieces: Buffer[]) => Promise<void>): Promise<void> {
+    const url = new URL(this.url(spec.path, spec.query));
+    if (this.options.fetch || url.protocol !== "http:") {
+      const body = await this.transfer(spec);
+      for await (const chunk of body) await take([chunk as Buffer]);
+      return;
+    }
+    const headers: Record<string, string> = { ...spec.headers };
+    if (this.options.apiKey) headers.authorization = `Bearer ${this.options.apiKey}`;
+    const { status, errorBody } = await download(url, headers, take, spec.signal);
+    if (errorBody) throw replyError(errorBody.toString("utf8"), status);
   }
 
   async json<T>(spec: RequestSpec): Promise<T> {
@@ -127,4 +145,64 @@ export class Http {
     if (response.status === 204) return undefined as T;
     return (await response.json()) as T;
   }
+}
+
+/** A file to upload; read into one reused buffer rather than a new one per read. */
+export interface FileUpload {
+  file: string;
+  onProgress?: (bytes: number) => void;
+}
+
+export type Upload = AsyncIterable<Uint8Array> | Uint8Array | FileUpload;
+
+/** Sends a file as the request's body, each piece once the last has been handed on. */
+async function sendFile(request: http.ClientRequest, upload: FileUpload): Promise<void> {
+  const file = await open(upload.file, "r");
+  try {
+    const buffer = Buffer.allocUnsafe(1024 * 1024);
+    let total = 0;
+    for (;;) {
+      const { bytesRead } = await file.read(buffer, 0, buffer.length, null);
+      if (!bytesRead) break;
+      await new Promise<void>((resolve, reject) => request.write(buffer.subarray(0, bytesRead), (error) => (error ? reject(error) : resolve())));
+      total += bytesRead;
+      upload.onProgress?.(total);
+    }
+    request.end();
+  } catch (error) {
+    request.destroy(error as Error);
+    throw error;
+  } finally {
+    await file.close();
+  }
+}
+
+/** A stream counting what passes through it. */
+function counted(source: Readable, onProgress?: (bytes: number) => void): Readable {
+  if (!onProgress) return source;
+  let total = 0;
+  return source.pipe(new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      total += chunk.length;
+      onProgress(total);
+      done(null, chunk);
+    },
+  }));
+}
+
+/** The server's error reply as a StrataError. */
+function replyError(text: string, status: number): StrataError {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    parsed = undefined;
+  }
+  return StrataError.fromBody(parsed, status);
+}
+
+/** Whether fetch failed on a connection the other side had closed, before any reply. */
+function staleConnection(error: unknown): boolean {
+  const cause = (error as { cause?: { code?: string } } | undefined)?.cause;
+  return error instanceof TypeError && (cause?.code === "UND_ERR_SOCKET" || cause?.code === "ECONNRESET");
 }

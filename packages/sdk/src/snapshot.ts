@@ -3,11 +3,8 @@ import {
   StrataError, type ImportResult, type ReindexReport, type Snapshot as SnapshotInfo, type SnapshotList, type SnapshotKind,
   type SnapshotStatus, type VerifyReport, type PushEvent,
 } from "@strata/contract";
-import { createReadStream, createWriteStream } from "node:fs";
-import { rename, rm } from "node:fs/promises";
-import { Transform } from "node:stream";
-import { pipeline } from "node:stream/promises";
-import type { CallOptions, Http, RequestSpec } from "./http.js";
+import { open, rename, rm } from "node:fs/promises";
+import type { CallOptions, Http, RequestSpec, Upload } from "./http.js";
 import { runBuild, type BuildOptions } from "./build.js";
 import { jsonLines } from "./lines.js";
 
@@ -98,18 +95,20 @@ export class Snapshot {
   async exportToFile(file: string, options: ExportOptions = {}): Promise<{ bytes: number }> {
     const temp = `${file}.partial`;
     let bytes = 0;
+    const out = await open(temp, "w");
     try {
-      const body = await this.http.transfer(this.exportRequest(options));
-      const count = new Transform({
-        transform(chunk: Buffer, _encoding, done) {
-          bytes += chunk.length;
-          options.onProgress?.(bytes);
-          done(null, chunk);
-        },
+      await this.http.receive(this.exportRequest(options), async (pieces) => {
+        for (let written = 0, total = pieces.reduce((sum, piece) => sum + piece.length, 0); written < total;) {
+          const { bytesWritten } = await out.writev(written ? [Buffer.concat(pieces).subarray(written)] : pieces);
+          written += bytesWritten;
+          bytes += bytesWritten;
+        }
+        options.onProgress?.(bytes);
       });
-      await pipeline(body, count, createWriteStream(temp), ...(options.signal ? [{ signal: options.signal }] : []));
+      await out.close();
       await rename(temp, file);
     } catch (error) {
+      await out.close().catch(() => undefined);
       await rm(temp, { force: true });
       throw error;
     }
@@ -225,17 +224,22 @@ export class Snapshots {
         yield chunk;
       }
     })();
-    const reply = await this.http.transfer({ method: "POST", path: "/v1/snapshots/import", contentType: "application/octet-stream", signal: options.signal }, body as AsyncIterable<Uint8Array> | Uint8Array);
+    const result = await this.importBody(body as AsyncIterable<Uint8Array> | Uint8Array, options.signal);
+    if (archive instanceof Uint8Array) onProgress?.(archive.byteLength);
+    return result;
+  }
+
+  /** Imports an archive file (see `import`), read into one reused 1 MiB buffer. */
+  async importFile(file: string, options: ImportOptions = {}): Promise<{ snapshot: Snapshot; imported: string[]; skipped: string[] }> {
+    return this.importBody({ file, ...(options.onProgress ? { onProgress: options.onProgress } : {}) }, options.signal);
+  }
+
+  private async importBody(body: Upload, signal?: AbortSignal): Promise<{ snapshot: Snapshot; imported: string[]; skipped: string[] }> {
+    const reply = await this.http.transfer({ method: "POST", path: "/v1/snapshots/import", contentType: "application/octet-stream", signal }, body);
     const chunks: Buffer[] = [];
     for await (const chunk of reply) chunks.push(chunk as Buffer);
     const result = JSON.parse(Buffer.concat(chunks).toString("utf8")) as ImportResult;
-    if (archive instanceof Uint8Array) onProgress?.(archive.byteLength);
     return { snapshot: new Snapshot(this.http, result.snapshot), imported: result.imported, skipped: result.skipped };
-  }
-
-  /** Imports an archive file (see `import`), read in 1 MiB pieces. */
-  async importFile(file: string, options: ImportOptions = {}): Promise<{ snapshot: Snapshot; imported: string[]; skipped: string[] }> {
-    return this.import(createReadStream(file, { highWaterMark: 1024 * 1024 }), options);
   }
 
   /**
