@@ -13,7 +13,7 @@ import { Transform, type Readable, type Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { StrataError } from "@strata/contract";
 import { TarScanner, type TarEntry } from "../blobs/tar-scan.js";
-import { childOutput, coalesce } from "../streams.js";
+import { batchedInto, childOutput } from "../streams.js";
 
 const maxLinks = 40;
 
@@ -171,7 +171,7 @@ export async function hostUntar(root: string, path: string, source: Readable, si
   child.stdin.on("error", () => undefined); // tar's verdict comes from its exit code
   await handle.close(); // only now that every listener is on: the child may end while this waits
   try {
-    await pipeline(source, check, coalesce(), child.stdin, { signal });
+    await pipeline(source, check, batchedInto(child.stdin), { signal });
   } catch (error) {
     if (error instanceof StrataError || signal?.aborted) child.kill("SIGKILL");
     const code = await exited.catch(() => null);
