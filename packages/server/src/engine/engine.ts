@@ -161,7 +161,8 @@ export interface Engine {
   /**
    * The engine's export (`docker save` layout) of these images as one tar
    * stream, handed to `take` a piece at a time: a piece's memory is reused
-   * once the promise `take` returns settles.
+   * once the promise `take` returns settles. The stream may end where the
+   * engine stopped sending: the caller checks the tar's end block.
    */
   saveImages(ids: string[], take: (piece: Buffer) => Promise<void> | void, signal?: AbortSignal): Promise<void>;
   /**

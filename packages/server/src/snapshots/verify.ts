@@ -62,6 +62,8 @@ async function verifyImage(ctx: Context, snapshot: Snapshot): Promise<Part[]> {
     (piece) => layer?.update(piece),
   );
   await ctx.engine.saveImages([imageId], (piece) => scanner.push(piece));
+  // the save comes unframed until the engine closes: only its end block says it is whole
+  if (!scanner.ended) throw new Error("the engine's save of the image ended early");
   if (layer) seen.add(`sha256:${layer.digest("hex")}`);
   for (const layer of recorded) {
     const ok = seen.has(layer);
