@@ -42,7 +42,7 @@ async function settle(): Promise<void> {
   await new Promise((resolve) => setTimeout(resolve, 8000));
 }
 
-function peakRss(pid: number): number {
+export function peakRss(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
   return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024;
 }

@@ -64,7 +64,7 @@ async function main(): Promise<void> {
       ...(wants("sandboxes") ? await benchSandboxes(strata, image, runs) : []),
       ...(wants("snapshots") ? await benchSnapshots(strata, image, sizes) : []),
       ...(wants("directories") ? await benchDirectories(strata, image, server.pid) : []),
-      ...(wants("archives") ? await benchArchives(strata, image) : []),
+      ...(wants("archives") ? await benchArchives(strata, image, server.pid) : []),
       ...(wants("builds") ? await benchBuilds(strata, image) : []),
       ...(wants("registry") ? await benchRegistry(serverWithRegistry, image) : []),
       ...(wants("memory") ? await benchMemory(strata, image) : []),
