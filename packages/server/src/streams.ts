@@ -81,23 +81,6 @@ export function writeAll(dest: Writable, buffers: Buffer[]): Promise<void> {
   });
 }
 
-/** Resolves once `dest` can take more after a write returned false; rejects if it closes first. */
-export function drained(dest: Writable): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    if (dest.destroyed) return reject(new Error("the stream closed before taking everything"));
-    const settle = (error?: Error) => {
-      dest.off("drain", onDrain);
-      dest.off("close", onClose);
-      if (error) reject(error);
-      else resolve();
-    };
-    const onDrain = () => settle();
-    const onClose = () => settle(new Error("the stream closed before taking everything"));
-    dest.on("drain", onDrain);
-    dest.on("close", onClose);
-  });
-}
-
 /**
  * Calls `take` with each chunk of `source` as it arrives, pausing the stream
  * while a returned promise is pending. Unlike `for await`, which reads all

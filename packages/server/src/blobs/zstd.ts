@@ -6,16 +6,20 @@ import net from "node:net";
 import { Duplex, type Readable, type Writable } from "node:stream";
 import { batchedInto, childOutput } from "../streams.js";
 
-/** A duplex that compresses (or decompresses) what is written to it. */
-export function zstdStream(mode: "compress" | "decompress", level = 1): Duplex {
-  const args = mode === "compress" ? [`-${level}`, "-T0", "-q", "-c"] : ["-d", "-q", "-c"];
-  const child = spawn("zstd", args, { stdio: ["pipe", "pipe", "pipe"] });
+/** zstd's arguments: compress at `level` on every core, or decompress; to stdout, quietly. */
+function zstdArgs(mode: "compress" | "decompress", level = 1): string[] {
+  return mode === "compress" ? [`-${level}`, "-T0", "-q", "-c"] : ["-d", "-q", "-c"];
+}
+
+/** A duplex that decompresses what is written to it. */
+export function unzstdStream(): Duplex {
+  const child = spawn("zstd", zstdArgs("decompress"), { stdio: ["pipe", "pipe", "pipe"] });
   let stderr = "";
   child.stderr.on("data", (data) => (stderr += data));
   const duplex = Duplex.from({ writable: batchedInto(child.stdin), readable: child.stdout });
   child.on("error", (error) => duplex.destroy(error));
   child.on("close", (code, signal) => {
-    if (code !== 0 && !duplex.destroyed) duplex.destroy(new Error(`zstd ${mode} failed (${code ?? signal}): ${stderr.trim()}`));
+    if (code !== 0 && !duplex.destroyed) duplex.destroy(new Error(`zstd decompress failed (${code ?? signal}): ${stderr.trim()}`));
   });
   duplex.on("close", () => {
     if (child.exitCode === null) child.kill("SIGKILL");
@@ -29,7 +33,7 @@ export function zstdStream(mode: "compress" | "decompress", level = 1): Duplex {
  * has exited; `stop` kills it.
  */
 export function compressToFile(fd: number, level = 1): { input: Writable; done: Promise<void>; stop(): void } {
-  const child = spawn("zstd", [`-${level}`, "-T0", "-q", "-c"], { stdio: ["pipe", fd, "pipe"] }) as ChildProcessByStdio<Writable, null, Readable>;
+  const child = spawn("zstd", zstdArgs("compress", level), { stdio: ["pipe", fd, "pipe"] }) as ChildProcessByStdio<Writable, null, Readable>;
   let stderr = "";
   child.stderr.on("data", (data) => (stderr += data));
   const done = new Promise<void>((resolve, reject) => {
@@ -46,7 +50,7 @@ export function compressToFile(fd: number, level = 1): { input: Writable; done: 
  * bytes never pass through this process. The stream fails unless zstd exits 0.
  */
 export function decompressFromFile(fd: number): Readable {
-  const child = spawn("zstd", ["-d", "-q", "-c"], { stdio: [fd, "pipe", "pipe"] }) as ChildProcessByStdio<null, Readable, Readable>;
+  const child = spawn("zstd", zstdArgs("decompress"), { stdio: [fd, "pipe", "pipe"] }) as ChildProcessByStdio<null, Readable, Readable>;
   return childOutput(child, (code, signal, stderr) => (code === 0 ? null : new Error(`zstd decompress failed (${code ?? signal}): ${stderr}`)));
 }
 
@@ -98,8 +102,7 @@ export async function zstdInto(
     });
     const side = await accepted;
     server.close();
-    const args = mode === "compress" ? ["-3", "-T0", "-q", "-c"] : ["-d", "-q", "-c"];
-    const child = spawn("zstd", args, { stdio: ["pipe", side, "pipe"] }) as ChildProcessByStdio<Writable, null, Readable>;
+    const child = spawn("zstd", zstdArgs(mode, 3), { stdio: ["pipe", side, "pipe"] }) as ChildProcessByStdio<Writable, null, Readable>;
     side.destroy();
     const stop = () => {
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");

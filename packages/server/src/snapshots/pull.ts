@@ -5,7 +5,7 @@
 import { createHash, randomUUID } from "node:crypto";
 import { Transform } from "node:stream";
 import { StrataError, type Snapshot } from "@strata/contract";
-import { zstdStream } from "../blobs/zstd.js";
+import { unzstdStream } from "../blobs/zstd.js";
 import type { Context } from "../context.js";
 import { engineError } from "../engine/errors.js";
 import { RegistryClient } from "../registry/client.js";
@@ -58,7 +58,7 @@ export async function snapshotFromImageUri(ctx: Context, imageUri: string, signa
         },
       });
       const source = (await client.getBlob(repo, layer.digest)).pipe(check);
-      const unzstd = zstdStream("decompress");
+      const unzstd = unzstdStream();
       source.on("error", (error) => unzstd.destroy(error));
       const blob = await ctx.blobs.writeTar(source.pipe(unzstd), { signal });
       pinned = blob.digest;
