@@ -1,6 +1,18 @@
 // Request and reply schemas of builds: snapshots built from a build context.
 import { Type, type Static } from "@sinclair/typebox";
+import { limits } from "./limits.js";
 import { Snapshot } from "./snapshot.js";
+
+/** A build argument's name, as a Dockerfile's `ARG` declares it. */
+export const BuildArgName = Type.String({ minLength: 1, maxLength: 256, pattern: "^[A-Za-z_][A-Za-z0-9_.-]*$" });
+
+/** The `buildArgs` field of a build (JSON in the multipart form): name to value. */
+export const BuildArgs = Type.Record(Type.String(), Type.String({ maxLength: limits.buildArgValueChars, pattern: "^[^\\u0000]*$" }), {
+  propertyNames: BuildArgName,
+  maxProperties: limits.buildArgs,
+  description: `Values for the Dockerfile's ARGs: names are letters, digits, \`_\`, \`.\` and \`-\`, not starting with a digit, \`.\` or \`-\`; at most ${limits.buildArgs}, each value at most ${limits.buildArgValueChars} characters.`,
+});
+export type BuildArgs = Static<typeof BuildArgs>;
 
 export const BuildStatus = Type.Union([
   Type.Literal("queued"),

@@ -6,6 +6,10 @@ export const ErrorReply = Type.Object({
   error: Type.Object({
     code: Type.Union(errorCodes.map((code) => Type.Literal(code))),
     message: Type.String(),
+    details: Type.Optional(Type.Object(
+      { field: Type.Optional(Type.String({ description: "Path of the field the error is about, e.g. `body/cmd/2` or `body/env/PATH`." })) },
+      { description: "Present when the error concerns one field." },
+    )),
   }),
 });
 

@@ -34,6 +34,7 @@ export const errorStatus = {
   interrupted: 503,
   memory_snapshot_requires_gvisor: 409,
   payload_too_large: 413,
+  field_too_large: 413,
   snapshot_too_large: 413,
   unsupported_media_type: 415,
   registry_unavailable: 502,
@@ -46,9 +47,14 @@ export type ErrorCode = keyof typeof errorStatus;
 
 export const errorCodes = Object.keys(errorStatus) as ErrorCode[];
 
-/** The body of every error reply: `{"error": {"code", "message"}}`. */
+/** More about an error, when it concerns one field: `field` is its path, e.g. `body/cmd/2` or `body/env/PATH`. */
+export interface ErrorDetails {
+  field?: string;
+}
+
+/** The body of every error reply: `{"error": {"code", "message", "details"?}}`. */
 export interface ErrorBody {
-  error: { code: ErrorCode; message: string };
+  error: { code: ErrorCode; message: string; details?: ErrorDetails };
 }
 
 /** A failure with a machine-readable code; thrown by the server, rebuilt by the SDK. */
@@ -57,15 +63,18 @@ export class StrataError extends Error {
   readonly code: ErrorCode;
   /** HTTP status derived from the code. */
   readonly status: number;
+  /** The field the error is about, when there is one. */
+  readonly details?: ErrorDetails;
 
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; details?: ErrorDetails }) {
+    super(message, options?.cause !== undefined ? { cause: options.cause } : undefined);
     this.code = code;
     this.status = errorStatus[code];
+    if (options?.details) this.details = options.details;
   }
 
   toBody(): ErrorBody {
-    return { error: { code: this.code, message: this.message } };
+    return { error: { code: this.code, message: this.message, ...(this.details ? { details: this.details } : {}) } };
   }
 
   /** Rebuilds an error from a reply body; unknown codes become `internal`. */
@@ -73,7 +82,8 @@ export class StrataError extends Error {
     const error = (body as Partial<ErrorBody> | undefined)?.error;
     if (error && typeof error.code === "string" && typeof error.message === "string") {
       const code = isErrorCode(error.code) ? error.code : "internal";
-      return new StrataError(code, error.message);
+      const details = error.details && typeof error.details === "object" ? { details: error.details } : {};
+      return new StrataError(code, error.message, details);
     }
     return new StrataError(status === 401 ? "unauthorized" : "internal", `HTTP ${status}`);
   }

@@ -1,5 +1,7 @@
 // The contract between the server, the SDK and the CLI: schemas, routes, errors.
 export * from "./errors.js";
+export * from "./limits.js";
+export { describePattern } from "./patterns.js";
 export * from "./sandbox.js";
 export * from "./snapshot.js";
 export * from "./build.js";

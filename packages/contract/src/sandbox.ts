@@ -3,8 +3,46 @@
 // SDK's types are derived from them.
 import { Type, type Static } from "@sinclair/typebox";
 
-const StringMap = (description: string) =>
-  Type.Record(Type.String({ minLength: 1, maxLength: 256 }), Type.String({ maxLength: 4096 }), { description });
+import { limits } from "./limits.js";
+
+/** No NUL character: a process's arguments, environment and paths are C strings. */
+export const noNul = "^[^\\u0000]*$";
+
+/** An argument of a command. */
+const Arg = Type.String({ maxLength: limits.argBytes, pattern: noNul });
+
+/** A command: the program, then its arguments. */
+const Command = (description: string) =>
+  Type.Array(Arg, {
+    minItems: 1,
+    maxItems: limits.args,
+    description: `${description} \`cmd[0]\` at most ${limits.programBytes} bytes (UTF-8), any other item at most ${limits.argBytes}, and all items with \`env\` at most ${limits.processBytes} bytes (each counted with its NUL and an 8-byte pointer, as the kernel does); longer input goes through stdin.`,
+  });
+
+/** The name of an environment variable: not empty, no `=` and no NUL (a process could not receive it as that name). */
+export const EnvKey = Type.String({ minLength: 1, maxLength: limits.envKeyChars, pattern: "^[^=\\u0000]+$" });
+
+/** Environment variables: name to value; each `KEY=VALUE` at most `limits.argBytes` bytes. */
+const Env = (description: string) =>
+  Type.Record(Type.String(), Type.String({ maxLength: limits.argBytes, pattern: noNul }), {
+    propertyNames: EnvKey,
+    maxProperties: limits.envEntries,
+    description: `${description} Names are not empty and hold no \`=\` or NUL; each \`NAME=value\` is at most ${limits.argBytes} bytes.`,
+  });
+
+/**
+ * A label key: letters, digits, `.`, `_`, `/` and `-`, beginning and ending
+ * with a letter or digit (Docker's and OCI's reverse-DNS keys fit), so it can
+ * be written `key=value` in a filter.
+ */
+export const LabelKey = Type.String({ minLength: 1, maxLength: limits.labelKeyChars, pattern: "^[A-Za-z0-9](?:[A-Za-z0-9._/-]*[A-Za-z0-9])?$" });
+
+/** Free-form labels: keys per `LabelKey`, values any text without NUL. */
+export const Labels = Type.Record(Type.String(), Type.String({ maxLength: limits.labelValueChars, pattern: noNul }), {
+  propertyNames: LabelKey,
+  maxProperties: limits.labels,
+  description: `At most ${limits.labels} labels; keys are letters, digits, \`.\`, \`_\`, \`/\` and \`-\`, beginning and ending with a letter or digit (at most ${limits.labelKeyChars}); values at most ${limits.labelValueChars} characters.`,
+});
 
 export const Isolation = Type.Union([Type.Literal("runc"), Type.Literal("gvisor")], {
   description: "runc: plain Linux containers; gvisor: the runsc user-space kernel.",
@@ -23,19 +61,47 @@ export const SandboxStatus = Type.Union(
 
 export const Resources = Type.Object(
   {
-    cpus: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1024, description: "CPU cores, fractions allowed." })),
-    memoryMb: Type.Optional(Type.Integer({ minimum: 6, maximum: 1048576, description: "Memory limit in MiB." })),
-    pids: Type.Optional(Type.Integer({ minimum: 1, maximum: 4194304, description: "Maximum number of processes." })),
+    cpus: Type.Optional(Type.Number({ minimum: limits.minCpus, maximum: 1024, description: `CPU cores, fractions allowed; at least ${limits.minCpus} (and at most the engine's CPU count).` })),
+    memoryMb: Type.Optional(Type.Integer({ minimum: limits.minMemoryMb, maximum: 1048576, description: `Memory limit in MiB; at least ${limits.minMemoryMb} (${limits.gvisorMinMemoryMb} under gvisor).` })),
+    pids: Type.Optional(Type.Integer({ minimum: 1, maximum: 4194304, description: `Maximum number of processes (threads count); at least ${limits.gvisorMinPids} under gvisor.` })),
   },
   { additionalProperties: false },
 );
 
-/** A bare identifier: letters, digits, `.`, `_`, `-`, starting with a letter or digit. */
-export const Name = Type.String({ pattern: "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", maxLength: 128 });
+/**
+ * A name for a sandbox or snapshot: letters, digits, `.`, `_`, `-`, starting
+ * with a letter or digit, and not only hex digits and `-` (so a name can never
+ * be read as an id, an id's prefix or a digest).
+ */
+export const Name = Type.String({
+  pattern: `^(?![0-9A-Fa-f-]+$)[A-Za-z0-9][A-Za-z0-9._-]{0,${limits.nameChars - 1}}$`,
+  maxLength: limits.nameChars,
+  description: `Letters, digits, \`.\`, \`_\`, \`-\` (at most ${limits.nameChars}), starting with a letter or digit and holding at least one character that is not a hex digit or \`-\`: a name never looks like an id or digest.`,
+});
+
+const namePattern = new RegExp(Name.pattern!, "u");
+
+/** Whether text is a valid name (the rule of `Name`, for fields that are not JSON bodies). */
+export function isName(text: string): boolean {
+  return namePattern.test(text);
+}
+
+/**
+ * An image reference as the engine's grammar has it: `[domain[:port]/]path[:tag][@digest]`
+ * (lower-case path components), or an image id (`sha256:` and 64 hex digits).
+ */
+export const ImageRef = (() => {
+  const path = "[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*";
+  const domainPart = "(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])";
+  const domain = `${domainPart}(?:\\.${domainPart})*(?::[0-9]+)?`;
+  const tag = "[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}";
+  const digest = "[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}";
+  return `^(?:sha256:[0-9a-f]{64}|(?:${domain}/)?${path}(?:/${path})*(?::${tag})?(?:@${digest})?)$`;
+})();
 
 export const CreateSandboxRequest = Type.Object(
   {
-    image: Type.Optional(Type.String({ minLength: 1, maxLength: 512, description: "Image reference already present in the engine; never pulled." })),
+    image: Type.Optional(Type.String({ minLength: 1, maxLength: limits.imageRefChars, pattern: ImageRef, description: "Image reference (`[host[:port]/]path[:tag][@digest]`) or image id (`sha256:...`) already present in the engine; never pulled." })),
     snapshotId: Type.Optional(Type.String({ minLength: 1, maxLength: 256, description: "A ready container snapshot (id, name or digest) whose filesystem the sandbox starts from." })),
     memorySnapshotId: Type.Optional(Type.String({ minLength: 1, maxLength: 256, description: "A ready memory snapshot: the sandbox's processes continue from its checkpoint (gVisor)." })),
     imageUri: Type.Optional(Type.String({ minLength: 1, maxLength: 1024, description: "A container snapshot pushed to a registry, pinned by digest (`host/repo@sha256:...`); pulled when the engine lacks it and recorded as a local snapshot." })),
@@ -44,16 +110,16 @@ export const CreateSandboxRequest = Type.Object(
         {
           snapshotId: Type.Optional(Type.String({ minLength: 1, maxLength: 256, description: "A ready directory snapshot: id, name or digest." })),
           imageUri: Type.Optional(Type.String({ minLength: 1, maxLength: 1024, description: "Or a directory snapshot pushed to a registry, pinned by digest (`host/repo@sha256:...`)." })),
-          path: Type.Optional(Type.String({ pattern: "^/.", maxLength: 4096, description: "Where to restore it (default: the path it was captured from); absolute, not `/`." })),
+          path: Type.Optional(Type.String({ pattern: "^/[^\\u0000]+$", maxLength: limits.pathChars, description: "Where to restore it (default: the path it was captured from); absolute, not `/`." })),
         },
         { additionalProperties: false },
       ),
       { maxItems: 256, description: "Directory snapshots put in place before the command starts; nested paths are applied parent first." },
     )),
     name: Type.Optional(Name),
-    cmd: Type.Optional(Type.Array(Type.String(), { minItems: 1, description: "Replaces the image's command." })),
-    env: Type.Optional(StringMap("Environment variables added to the image's.")),
-    labels: Type.Optional(StringMap("Free-form labels, filterable in list.")),
+    cmd: Type.Optional(Command("Replaces the image's command.")),
+    env: Type.Optional(Env("Environment variables added to the image's.")),
+    labels: Type.Optional(Labels),
     isolation: Type.Optional(Isolation),
     resources: Type.Optional(Resources),
     network: Type.Optional(Type.Boolean({ description: "Outbound network (default true). false: loopback only." })),
@@ -106,11 +172,11 @@ export const StopSandboxQuery = Type.Object(
 
 export const ExecRequest = Type.Object(
   {
-    cmd: Type.Array(Type.String(), { minItems: 1 }),
-    cwd: Type.Optional(Type.String({ pattern: "^/" })),
-    env: Type.Optional(StringMap("Environment added for this command.")),
+    cmd: Command("The program and its arguments, run as given (no shell)."),
+    cwd: Type.Optional(Type.String({ pattern: "^/[^\\u0000]*$", maxLength: limits.pathChars })),
+    env: Type.Optional(Env("Environment added for this command.")),
     timeoutMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 86400000, description: "The command is killed after this long; the reply says timedOut." })),
-    stdin: Type.Optional(Type.String({ description: "Written to the command's standard input, then closed." })),
+    stdin: Type.Optional(Type.String({ description: `Written to the command's standard input, then closed. The way to pass long input, e.g. a script: \`{"cmd": ["sh"], "stdin": "..."}\` (bounded only by the ${limits.jsonBodyBytes / 1024 / 1024} MiB request body).` })),
   },
   { additionalProperties: false },
 );
@@ -135,7 +201,7 @@ export const ExecEvent = Type.Union([
 export type ExecEvent = Static<typeof ExecEvent>;
 
 export const FilesQuery = Type.Object(
-  { path: Type.String({ pattern: "^/", maxLength: 4096, description: "Absolute path inside the sandbox." }) },
+  { path: Type.String({ pattern: "^/[^\\u0000]*$", maxLength: limits.pathChars, description: "Absolute path inside the sandbox." }) },
   { additionalProperties: false },
 );
 

@@ -13,6 +13,7 @@ export {
   SandboxStatus,
   UploadResult,
   ForkReply,
+  Labels,
 } from "./sandbox.js";
 export { BaseImage, CreateSnapshotRequest, GcReport, Snapshot, SnapshotError, SnapshotKind, SnapshotList, SnapshotStatus, VerifyPart, VerifyReport, ImportResult, ReindexReport, PushEvent } from "./snapshot.js";
-export { Build, BuildAccepted, BuildLogEvent, BuildStatus } from "./build.js";
+export { Build, BuildAccepted, BuildArgs, BuildLogEvent, BuildStatus } from "./build.js";

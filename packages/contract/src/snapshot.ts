@@ -1,8 +1,7 @@
 // Request and reply schemas of snapshots.
 import { Type, type Static } from "@sinclair/typebox";
-import { Name } from "./sandbox.js";
-
-const Labels = Type.Record(Type.String({ minLength: 1, maxLength: 256 }), Type.String({ maxLength: 4096 }));
+import { limits } from "./limits.js";
+import { Labels, Name } from "./sandbox.js";
 
 export const SnapshotKind = Type.Union([Type.Literal("container"), Type.Literal("directory"), Type.Literal("memory")]);
 export type SnapshotKind = Static<typeof SnapshotKind>;
@@ -22,7 +21,7 @@ export const BaseImage = Type.Object({
   digest: Type.String({ description: "The engine's content digest (image id) of that image." }),
 });
 
-export const AbsolutePath = Type.String({ pattern: "^/", maxLength: 4096 });
+export const AbsolutePath = Type.String({ pattern: "^/[^\\u0000]*$", maxLength: limits.pathChars });
 
 export const CreateSnapshotRequest = Type.Object(
   {
@@ -31,7 +30,7 @@ export const CreateSnapshotRequest = Type.Object(
     })),
     name: Type.Optional(Name),
     labels: Type.Optional(Labels),
-    path: Type.Optional(Type.String({ pattern: "^/", maxLength: 4096, description: "Directory to capture (kind directory); `/` allowed." })),
+    path: Type.Optional(Type.String({ pattern: "^/[^\\u0000]*$", maxLength: limits.pathChars, description: "Directory to capture (kind directory); `/` allowed." })),
     exclude: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 1024 }), {
       maxItems: 256, description: "Paths or globs relative to `path` to leave out (kind directory).",
     })),

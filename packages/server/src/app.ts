@@ -4,10 +4,11 @@ import { randomUUID } from "node:crypto";
 import { mkdirSync, readFileSync } from "node:fs";
 import { writeFileDurable } from "./store/durable.js";
 import { join } from "node:path";
-import { apiVersion, StrataError } from "@strata/contract";
+import { apiVersion, limits, StrataError } from "@strata/contract";
 import { Ajv } from "ajv";
 import Fastify, { type FastifyInstance, type FastifySchemaCompiler } from "fastify";
-import { isLoopback, resolveConfig, type ServerConfig } from "./config.js";
+import { resolveConfig, type ServerConfig } from "./config.js";
+import { resolvesToLoopback } from "./loopback.js";
 import type { Context } from "./context.js";
 import { DockerEngine } from "./engine/docker-engine.js";
 import type { Engine } from "./engine/engine.js";
@@ -55,7 +56,7 @@ function serverId(home: string): string {
 async function buildHttp(ctx: Context, builds: Builds): Promise<FastifyInstance> {
   const app = Fastify({
     logger: false,
-    bodyLimit: 64 * 1024 * 1024,
+    bodyLimit: limits.jsonBodyBytes,
     forceCloseConnections: true,
     schemaErrorFormatter: (errors, context) => formatValidation(errors, context),
   });
@@ -92,8 +93,8 @@ async function buildHttp(ctx: Context, builds: Builds): Promise<FastifyInstance>
 /** Starts a server: checks the config and engine, recovers state, listens. */
 export async function startServer(options: Partial<ServerConfig> = {}, engineOverride?: Engine): Promise<StrataServer> {
   const config = resolveConfig(options);
-  if (!isLoopback(config.host) && !config.apiKey) {
-    throw new StrataError("bad_request", `refusing to listen on ${config.host} without an API key (set --api-key or STRATA_API_KEY)`);
+  if (!config.apiKey && !(await resolvesToLoopback(config.host))) {
+    throw new StrataError("bad_request", `refusing to listen on ${config.host} without an API key: it is not a loopback address, or a name that resolves only to loopback addresses (set --api-key or STRATA_API_KEY)`);
   }
   mkdirSync(config.home, { recursive: true, mode: 0o700 });
   const engine = engineOverride ?? new DockerEngine(config.dockerHost);
@@ -111,7 +112,6 @@ export async function startServer(options: Partial<ServerConfig> = {}, engineOve
   };
   await recoverSnapshots(context);
   await recoverSandboxes(context);
-  index.expireReplies(new Date(Date.now() - 24 * 3600 * 1000).toISOString());
   const expiry = startExpiry(context);
   const builds = new Builds(context, config.maxConcurrentBuilds);
   const app = await buildHttp(context, builds);

@@ -38,6 +38,20 @@ function defaultHome(): string {
   return process.env.STRATA_HOME ? resolve(process.env.STRATA_HOME) : resolve(homedir(), ".strata");
 }
 
+/**
+ * The registry options the environment sets (`STRATA_REGISTRY_USER`,
+ * `STRATA_REGISTRY_PASSWORD`, `STRATA_REGISTRY_INSECURE=1|true|0|false`),
+ * whether the registry itself comes from the environment or a command line.
+ */
+export function registryOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): { username?: string; password?: string; insecure?: boolean } {
+  const insecure = env.STRATA_REGISTRY_INSECURE;
+  return {
+    ...(env.STRATA_REGISTRY_USER ? { username: env.STRATA_REGISTRY_USER } : {}),
+    ...(env.STRATA_REGISTRY_PASSWORD ? { password: env.STRATA_REGISTRY_PASSWORD } : {}),
+    ...(insecure ? { insecure: insecure === "1" || insecure === "true" } : {}),
+  };
+}
+
 /** Embedded defaults, overridden by the environment, overridden by `options`. */
 export function resolveConfig(options: Partial<ServerConfig> = {}): ServerConfig {
   const env = process.env;
@@ -53,17 +67,9 @@ export function resolveConfig(options: Partial<ServerConfig> = {}): ServerConfig
     expirySweepMs: options.expirySweepMs ?? 1000,
     maxConcurrentBuilds: options.maxConcurrentBuilds ?? (env.STRATA_MAX_BUILDS ? Number(env.STRATA_MAX_BUILDS) : 2),
     maxContextBytes: options.maxContextBytes ?? (env.STRATA_MAX_CONTEXT_BYTES ? Number(env.STRATA_MAX_CONTEXT_BYTES) : 2 * 1024 ** 3),
-    registry: options.registry ?? (env.STRATA_REGISTRY
-      ? parseRegistry(env.STRATA_REGISTRY, {
-        username: env.STRATA_REGISTRY_USER, password: env.STRATA_REGISTRY_PASSWORD,
-        insecure: env.STRATA_REGISTRY_INSECURE ? env.STRATA_REGISTRY_INSECURE === "1" || env.STRATA_REGISTRY_INSECURE === "true" : undefined,
-      })
-      : undefined),
+    registry: options.registry ?? (env.STRATA_REGISTRY ? parseRegistry(env.STRATA_REGISTRY, registryOptionsFromEnv(env)) : undefined),
     autoPush: options.autoPush ?? (env.STRATA_AUTO_PUSH === "1" || env.STRATA_AUTO_PUSH === "true"),
     log: options.log ?? ((line) => process.stdout.write(`${JSON.stringify(line)}\n`)),
   };
 }
 
-export function isLoopback(host: string): boolean {
-  return host === "localhost" || host === "::1" || host.startsWith("127.");
-}

@@ -1,5 +1,5 @@
 // `strata serve`: runs the HTTP server in the foreground.
-import { parseRegistry, startServer } from "@strata/server";
+import { parseRegistry, registryOptionsFromEnv, startServer } from "@strata/server";
 import { number, parseArgs, usage } from "../options.js";
 
 export const serveHelp = `Usage: strata serve [options]
@@ -17,7 +17,8 @@ Options:
   --max-snapshot-bytes N  largest directory snapshot (env STRATA_MAX_SNAPSHOT_BYTES, default 64 GiB)
   --registry HOST[:PORT][/NAMESPACE]  where snapshots are pushed (env STRATA_REGISTRY)
   --registry-user U / --registry-password P  credentials (env STRATA_REGISTRY_USER, STRATA_REGISTRY_PASSWORD)
-  --registry-insecure   plain HTTP to a non-loopback registry (loopback registries use HTTP already)
+  --registry-insecure   plain HTTP to a non-loopback registry (env STRATA_REGISTRY_INSECURE=1;
+                      loopback registries use HTTP already)
   --auto-push           push every snapshot when it turns ready (env STRATA_AUTO_PUSH=1)
 `;
 
@@ -51,9 +52,10 @@ export async function serve(args: string[]): Promise<number> {
     maxSnapshotBytes: number(values["max-snapshot-bytes"], "--max-snapshot-bytes"),
     registry: values.registry
       ? parseRegistry(values.registry, {
-        username: values["registry-user"] ?? process.env.STRATA_REGISTRY_USER,
-        password: values["registry-password"] ?? process.env.STRATA_REGISTRY_PASSWORD,
-        insecure: values["registry-insecure"] ? true : undefined,
+        ...registryOptionsFromEnv(),
+        ...(values["registry-user"] !== undefined ? { username: values["registry-user"] } : {}),
+        ...(values["registry-password"] !== undefined ? { password: values["registry-password"] } : {}),
+        ...(values["registry-insecure"] ? { insecure: true } : {}),
       })
       : undefined,
     autoPush: values["auto-push"] ? true : undefined,

@@ -187,7 +187,7 @@ export class DockerClient {
   async json<T>(req: DockerRequest): Promise<T> {
     const reply = await this.request(req);
     const text = await readText(reply.body);
-    if (reply.status >= 400) throw new DockerApiError(reply.status, errorMessage(text), req.path);
+    if (refused(reply.status)) throw new DockerApiError(reply.status, errorMessage(text), req.path);
     return (text ? JSON.parse(text) : undefined) as T;
   }
 
@@ -195,7 +195,7 @@ export class DockerClient {
   async call(req: DockerRequest): Promise<number> {
     const reply = await this.request(req);
     const text = await readText(reply.body);
-    if (reply.status >= 400) throw new DockerApiError(reply.status, errorMessage(text), req.path);
+    if (refused(reply.status)) throw new DockerApiError(reply.status, errorMessage(text), req.path);
     return reply.status;
   }
 
@@ -252,6 +252,15 @@ export async function readText(stream: Readable): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const chunk of stream) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks).toString("utf8");
+}
+
+/**
+ * Whether a reply status is a refusal: 4xx and 5xx, and redirects too (the
+ * engine redirects paths it cleaned, e.g. a name holding `../`), but not 304
+ * (start or stop of a container already in that state).
+ */
+function refused(status: number): boolean {
+  return (status >= 300 && status !== 304) || status < 200;
 }
 
 function errorMessage(text: string): string {

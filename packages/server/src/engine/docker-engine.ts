@@ -116,8 +116,14 @@ export class DockerEngine implements Engine {
   }
 
   async inspectImage(ref: string): Promise<ImageInfo | null> {
+    let path: string;
     try {
-      const image = await this.client.json<DockerImage>({ method: "GET", path: `/images/${encodeURIComponent(ref)}/json` });
+      path = `/images/${encodeURIComponent(ref)}/json`;
+    } catch {
+      return null; // a lone surrogate: no image has such a name
+    }
+    try {
+      const image = await this.client.json<DockerImage>({ method: "GET", path });
       return {
         id: image.Id,
         repoTags: image.RepoTags ?? [],
@@ -130,7 +136,8 @@ export class DockerEngine implements Engine {
         architecture: image.Architecture ?? "unknown",
       };
     } catch (error) {
-      if (notFound(error) || (error instanceof DockerApiError && error.status === 400)) return null;
+      // 400: not a reference; 3xx: a path the engine cleaned (`../`), which names no image either.
+      if (notFound(error) || (error instanceof DockerApiError && (error.status === 400 || (error.status >= 300 && error.status < 400)))) return null;
       throw error;
     }
   }

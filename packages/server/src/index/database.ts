@@ -96,6 +96,7 @@ CREATE TABLE IF NOT EXISTS idempotency (
   created_at TEXT NOT NULL,
   PRIMARY KEY (scope, key)
 );
+CREATE INDEX IF NOT EXISTS idempotency_age ON idempotency (created_at);
 `;
 
 export interface SnapshotFilter {
@@ -180,11 +181,10 @@ export class Index {
     this.db.prepare(`DELETE FROM sandboxes WHERE id = ?`).run(id);
   }
 
-  /** By id or by name. */
+  /** By id, else by name: an id always means its own sandbox, whatever names exist. */
   findSandbox(idOrName: string): SandboxRow | null {
-    const raw = this.db.prepare(`SELECT * FROM sandboxes WHERE id = ? OR name = ? LIMIT 1`).get(idOrName, idOrName) as
-      | RawSandboxRow
-      | undefined;
+    const raw = (this.db.prepare(`SELECT * FROM sandboxes WHERE id = ?`).get(idOrName) ??
+      this.db.prepare(`SELECT * FROM sandboxes WHERE name = ?`).get(idOrName)) as RawSandboxRow | undefined;
     return raw ? fromRaw(raw) : null;
   }
 
@@ -232,12 +232,14 @@ export class Index {
     this.db.prepare(`DELETE FROM snapshots WHERE id = ?`).run(id);
   }
 
-  /** By id, name or digest. */
+  /**
+   * By id, else by digest, else by name: an id always means its own snapshot
+   * and a name never shadows an id or a digest.
+   */
   findSnapshot(ref: string): Snapshot | null {
-    const column = ref.startsWith("sha256:") ? "digest" : "id";
-    const row = this.db
-      .prepare(`SELECT record FROM snapshots WHERE ${column} = ? OR name = ? ORDER BY created_at DESC LIMIT 1`)
-      .get(ref, ref) as { record: string } | undefined;
+    const row = (this.db.prepare(`SELECT record FROM snapshots WHERE id = ?`).get(ref) ??
+      this.db.prepare(`SELECT record FROM snapshots WHERE digest = ? ORDER BY created_at DESC LIMIT 1`).get(ref) ??
+      this.db.prepare(`SELECT record FROM snapshots WHERE name = ?`).get(ref)) as { record: string } | undefined;
     return row ? (JSON.parse(row.record) as Snapshot) : null;
   }
 
@@ -305,6 +307,7 @@ export class Index {
     })();
   }
 
+  /** The reply stored for a key, or the claim on it (status 0) while its request runs. */
   findReply(scope: string, key: string): StoredReply | null {
     const row = this.db.prepare(`SELECT fingerprint, status, body FROM idempotency WHERE scope = ? AND key = ?`).get(scope, key) as
       | StoredReply
@@ -312,15 +315,38 @@ export class Index {
     return row ?? null;
   }
 
-  storeReply(scope: string, key: string, reply: StoredReply): void {
-    this.db
-      .prepare(`INSERT OR REPLACE INTO idempotency (scope, key, fingerprint, status, body, created_at) VALUES (?, ?, ?, ?, ?, ?)`)
-      .run(scope, key, reply.fingerprint, reply.status, reply.body, new Date().toISOString());
+  /**
+   * Claims a key for a request with this fingerprint, atomically: true when
+   * this call made the claim, false when the key was already claimed or
+   * answered (read it with findReply). A claim holds status 0 until storeReply.
+   */
+  claimReply(scope: string, key: string, fingerprint: string): boolean {
+    const result = this.db
+      .prepare(`INSERT OR IGNORE INTO idempotency (scope, key, fingerprint, status, body, created_at) VALUES (?, ?, ?, 0, '', ?)`)
+      .run(scope, key, fingerprint, new Date().toISOString());
+    return result.changes === 1;
   }
 
-  /** Forgets idempotency keys older than the cutoff. */
-  expireReplies(before: string): void {
-    this.db.prepare(`DELETE FROM idempotency WHERE created_at < ?`).run(before);
+  /** Records the reply of a claimed key. */
+  storeReply(scope: string, key: string, reply: StoredReply): void {
+    this.db
+      .prepare(`UPDATE idempotency SET fingerprint = ?, status = ?, body = ? WHERE scope = ? AND key = ?`)
+      .run(reply.fingerprint, reply.status, reply.body, scope, key);
+  }
+
+  /** Releases a claim whose request failed, so the key can be used again. */
+  releaseReply(scope: string, key: string): void {
+    this.db.prepare(`DELETE FROM idempotency WHERE scope = ? AND key = ? AND status = 0`).run(scope, key);
+  }
+
+  /** Forgets idempotency keys claimed before the cutoff (ISO time); returns how many. */
+  expireReplies(before: string): number {
+    return this.db.prepare(`DELETE FROM idempotency WHERE created_at < ?`).run(before).changes;
+  }
+
+  /** Drops claims left by requests that never finished (a server that stopped mid-request). */
+  dropUnansweredClaims(): void {
+    this.db.prepare(`DELETE FROM idempotency WHERE status = 0`).run();
   }
 
   close(): void {

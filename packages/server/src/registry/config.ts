@@ -1,6 +1,7 @@
 // Where snapshots are pushed: `HOST[:PORT][/NAMESPACE]`, with credentials and
 // whether plain HTTP is allowed (loopback only, unless explicitly set).
 import { StrataError } from "@strata/contract";
+import { isLoopbackAddress } from "../loopback.js";
 
 export interface RegistryConfig {
   /** `host[:port]` as the engine and the registry API address it. */
@@ -13,9 +14,14 @@ export interface RegistryConfig {
   insecure: boolean;
 }
 
+/**
+ * Whether a registry `host[:port]` is on this machine, judged without a lookup:
+ * `localhost` or a loopback IP literal. Any other name (even `127.x.example`)
+ * counts as remote, so plain HTTP is never chosen for it by default.
+ */
 export function isLoopbackHost(host: string): boolean {
-  const name = host.replace(/:\d+$/, "").replace(/^\[|\]$/g, "");
-  return name === "localhost" || name === "::1" || /^127\./.test(name);
+  const name = /^\[.*\]/.test(host) ? host.replace(/^\[(.*)\](?::\d+)?$/, "$1") : host.replace(/:\d+$/, "");
+  return name === "localhost" || isLoopbackAddress(name);
 }
 
 export function parseRegistry(

@@ -1,7 +1,7 @@
 // Creating a sandbox: check the request against what exists, make the
 // container, start it; on any failure remove what was made.
 import { randomUUID } from "node:crypto";
-import { StrataError, type CreateSandboxRequest, type Sandbox, type Snapshot } from "@strata/contract";
+import { resourceProblem, StrataError, type CreateSandboxRequest, type Sandbox, type Snapshot } from "@strata/contract";
 import { labelKeys, type Context } from "../context.js";
 import { engineError } from "../engine/errors.js";
 import type { ImageInfo } from "../engine/engine.js";
@@ -87,6 +87,8 @@ export async function createSandbox(ctx: Context, request: CreateSandboxRequest)
     createdAt: now.toISOString(),
     expiresAt: request.timeoutSeconds ? new Date(now.getTime() + request.timeoutSeconds * 1000).toISOString() : null,
   };
+  const tooSmall = resourceProblem(row.resources, row.isolation, "body/resources");
+  if (tooSmall) throw new StrataError("bad_request", tooSmall.message, { details: { field: tooSmall.field } });
   try {
     ctx.index.insertSandbox(row);
   } catch (error) {

@@ -8,7 +8,7 @@ import { createReadStream, mkdirSync, rmSync } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import type { Readable, Writable } from "node:stream";
-import { StrataError, type ImportResult, type Snapshot } from "@strata/contract";
+import { isName, StrataError, type ImportResult, type Snapshot } from "@strata/contract";
 import { TarScanner, tarEnd, tarHeader, tarPadding, type TarEntry } from "../blobs/tar-scan.js";
 import { zstdInto } from "../blobs/zstd.js";
 import { batchedInto, eachChunk, writeAll } from "../streams.js";
@@ -302,7 +302,7 @@ function parseHeader(bytes: Buffer): ArchiveHeader {
   if (!Array.isArray(header.snapshots) || !header.snapshots.length || !Array.isArray(header.images)) throw invalid(`${headerName} lists no snapshots`);
   for (const s of header.snapshots) {
     if (typeof s.id !== "string" || typeof s.digest !== "string" || !/^sha256:[0-9a-f]{64}$/.test(s.digest)) throw invalid(`${headerName} has a malformed snapshot entry`);
-    if (s.name !== undefined && (typeof s.name !== "string" || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(s.name))) throw invalid(`${headerName} has an invalid name`);
+    if (s.name !== undefined && (typeof s.name !== "string" || !isName(s.name))) throw invalid(`${headerName} has an invalid name`);
   }
   for (const image of header.images) if (typeof image !== "string" || !/^sha256:[0-9a-f]{64}$/.test(image)) throw invalid(`${headerName} has a malformed image id`);
   return header;

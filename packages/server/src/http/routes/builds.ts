@@ -1,7 +1,9 @@
 // HTTP routes of builds: a multipart upload in, Server-Sent Events out.
 import { createWriteStream } from "node:fs";
 import { pipeline } from "node:stream/promises";
-import { routes, StrataError, type BuildLogEvent } from "@strata/contract";
+import { Ajv } from "ajv";
+import { BuildArgs, describePattern, isName, Labels, Name, limits, routes, StrataError, type BuildLogEvent } from "@strata/contract";
+import { formatValidation, toStrataError } from "../errors.js";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { Builds, BuildRequest } from "../../builds/builds.js";
 import { normalizeDockerfilePath, readDockerfile } from "../../builds/context.js";
@@ -9,15 +11,26 @@ import { route } from "../route.js";
 
 type IdParams = { id: string };
 
-function parseJsonField(name: string, value: string): Record<string, string> {
+const ajv = new Ajv({ strict: false, allErrors: false });
+/** The form's JSON fields, checked by the contract's schemas as JSON bodies are. */
+const formSchemas = { buildArgs: ajv.compile(BuildArgs), labels: ajv.compile(Labels) };
+
+function parseJsonField(name: keyof typeof formSchemas, value: string): Record<string, string> {
   let parsed: unknown;
   try {
     parsed = JSON.parse(value);
   } catch {
-    throw new StrataError("bad_request", `${name} must be a JSON object of strings`);
+    throw new StrataError("bad_request", `${name} must be a JSON object of strings`, { details: { field: name } });
   }
+  const validate = formSchemas[name];
   if (!parsed || typeof parsed !== "object" || Array.isArray(parsed) || !Object.values(parsed).every((v) => typeof v === "string")) {
-    throw new StrataError("bad_request", `${name} must be a JSON object of strings`);
+    throw new StrataError("bad_request", `${name} must be a JSON object of strings`, { details: { field: name } });
+  }
+  if (!validate(parsed)) {
+    throw toStrataError(Object.assign(formatValidation(validate.errors ?? [], name), { validation: validate.errors, validationContext: name }));
+  }
+  if (name === "buildArgs" && encodeURIComponent(value).length > limits.buildArgsEncodedBytes) {
+    throw new StrataError("field_too_large", `buildArgs take ${encodeURIComponent(value).length} bytes URL-encoded; at most ${limits.buildArgsEncodedBytes}`, { details: { field: name } });
   }
   return parsed as Record<string, string>;
 }
@@ -61,7 +74,7 @@ export function buildRoutes(app: FastifyInstance, builds: Builds): void {
       const known = new Set(["dockerfile", "buildArgs", "name", "labels", "replace"]);
       for (const key of Object.keys(fields)) if (!known.has(key)) throw new StrataError("bad_request", `unknown field '${key}'`);
       const name = fields.name;
-      if (name !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(name)) throw new StrataError("bad_request", "name must be a bare identifier of at most 128 characters");
+      if (name !== undefined && !isName(name)) throw new StrataError("bad_request", `name ${describePattern(Name.pattern!)}, at most ${limits.nameChars} characters`, { details: { field: "name" } });
       const dockerfile = normalizeDockerfilePath(fields.dockerfile ?? "Dockerfile");
       const buildRequest: BuildRequest = {
         dockerfile,

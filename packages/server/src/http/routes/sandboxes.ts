@@ -1,6 +1,6 @@
 // HTTP routes of sandboxes: translate requests to service calls, nothing more.
 import { PassThrough } from "node:stream";
-import { routes, type CreateSandboxRequest, type ExecEvent, type ExecRequest, type ListSandboxesQuery } from "@strata/contract";
+import { processInputProblem, routes, StrataError, type CreateSandboxRequest, type ExecEvent, type ExecRequest, type ListSandboxesQuery } from "@strata/contract";
 import type { FastifyInstance } from "fastify";
 import type { Context } from "../../context.js";
 import { createSandbox } from "../../sandboxes/create.js";
@@ -22,10 +22,20 @@ function clientGone(reply: { raw: NodeJS.WritableStream & { writableFinished: bo
   return controller.signal;
 }
 
+/**
+ * Refuses a command and environment the kernel or the runtime could not take
+ * (413 field_too_large naming the field), before the engine sees them.
+ */
+function checkProcessInput(body: { cmd?: string[]; env?: Record<string, string> }): void {
+  const problem = processInputProblem(body, "body");
+  if (problem) throw new StrataError("field_too_large", problem.message, { details: { field: problem.field } });
+}
+
 export function sandboxRoutes(app: FastifyInstance, ctx: Context, idempotency: Idempotency): void {
-  route(app, routes.createSandbox, async (request, reply) =>
-    idempotency.handle(request, reply, async () => ({ status: 201, body: await createSandbox(ctx, request.body as CreateSandboxRequest) })),
-  );
+  route(app, routes.createSandbox, async (request, reply) => {
+    checkProcessInput(request.body as CreateSandboxRequest);
+    return idempotency.handle(request, reply, async () => ({ status: 201, body: await createSandbox(ctx, request.body as CreateSandboxRequest) }));
+  });
 
   route(app, routes.listSandboxes, async (request) => ({
     sandboxes: await listSandboxes(ctx, request.query as ListSandboxesQuery),
@@ -45,9 +55,10 @@ export function sandboxRoutes(app: FastifyInstance, ctx: Context, idempotency: I
 
   route(app, routes.startSandbox, async (request) => startSandbox(ctx, (request.params as IdParams).id));
 
-  route(app, routes.exec, async (request, reply) =>
-    execBuffered(ctx, (request.params as IdParams).id, request.body as ExecRequest, clientGone(reply)),
-  );
+  route(app, routes.exec, async (request, reply) => {
+    checkProcessInput(request.body as ExecRequest);
+    return execBuffered(ctx, (request.params as IdParams).id, request.body as ExecRequest, clientGone(reply));
+  });
 
   route(app, routes.forkSandbox, async (request, reply) => {
     const count = (request.body as { count?: number } | undefined)?.count ?? 1;
@@ -55,6 +66,7 @@ export function sandboxRoutes(app: FastifyInstance, ctx: Context, idempotency: I
   });
 
   route(app, routes.execStream, async (request, reply) => {
+    checkProcessInput(request.body as ExecRequest);
     const signal = clientGone(reply);
     const run = await execStreaming(ctx, (request.params as IdParams).id, request.body as ExecRequest, signal);
     const out = new PassThrough();
