@@ -74,8 +74,8 @@ export const Resources = Type.Object(
  * be read as an id, an id's prefix or a digest).
  */
 export const Name = Type.String({
+  // The length is part of the pattern: a name too long is malformed (400), not a body too large.
   pattern: `^(?![0-9A-Fa-f-]+$)[A-Za-z0-9][A-Za-z0-9._-]{0,${limits.nameChars - 1}}$`,
-  maxLength: limits.nameChars,
   description: `Letters, digits, \`.\`, \`_\`, \`-\` (at most ${limits.nameChars}), starting with a letter or digit and holding at least one character that is not a hex digit or \`-\`: a name never looks like an id or digest.`,
 });
 

@@ -1,5 +1,5 @@
 // `strata serve`: runs the HTTP server in the foreground.
-import { parseRegistry, registryOptionsFromEnv, startServer } from "@strata/server";
+import { parseRegistry, registryOptionsFromEnv, startServer, type RegistryConfig } from "@strata/server";
 import { number, parseArgs, usage } from "../options.js";
 
 export const serveHelp = `Usage: strata serve [options]
@@ -21,6 +21,25 @@ Options:
                       loopback registries use HTTP already)
   --auto-push           push every snapshot when it turns ready (env STRATA_AUTO_PUSH=1)
 `;
+
+/**
+ * The registry `--registry` names, with its options from the flags, else from
+ * the environment (`STRATA_REGISTRY_USER`, `STRATA_REGISTRY_PASSWORD`,
+ * `STRATA_REGISTRY_INSECURE`); undefined without `--registry` (the server then
+ * reads `STRATA_REGISTRY`).
+ */
+export function registryOption(
+  values: { registry?: string; "registry-user"?: string; "registry-password"?: string; "registry-insecure"?: boolean },
+  env: NodeJS.ProcessEnv = process.env,
+): RegistryConfig | undefined {
+  if (!values.registry) return undefined;
+  return parseRegistry(values.registry, {
+    ...registryOptionsFromEnv(env),
+    ...(values["registry-user"] !== undefined ? { username: values["registry-user"] } : {}),
+    ...(values["registry-password"] !== undefined ? { password: values["registry-password"] } : {}),
+    ...(values["registry-insecure"] ? { insecure: true } : {}),
+  });
+}
 
 export async function serve(args: string[]): Promise<number> {
   const { values } = usage(() => parseArgs({ args: args, allowPositionals: true, options: {
@@ -50,14 +69,7 @@ export async function serve(args: string[]): Promise<number> {
     apiKey: values["api-key"],
     maxUploadBytes: number(values["max-upload-bytes"], "--max-upload-bytes"),
     maxSnapshotBytes: number(values["max-snapshot-bytes"], "--max-snapshot-bytes"),
-    registry: values.registry
-      ? parseRegistry(values.registry, {
-        ...registryOptionsFromEnv(),
-        ...(values["registry-user"] !== undefined ? { username: values["registry-user"] } : {}),
-        ...(values["registry-password"] !== undefined ? { password: values["registry-password"] } : {}),
-        ...(values["registry-insecure"] ? { insecure: true } : {}),
-      })
-      : undefined,
+    registry: registryOption(values),
     autoPush: values["auto-push"] ? true : undefined,
   });
   server.config.log({ event: "listening", url: server.url, home: server.config.home, engine: server.config.dockerHost });
