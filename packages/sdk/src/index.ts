@@ -5,7 +5,7 @@ export {
   Snapshot, Snapshots, type WaitOptions, type ListSnapshotsOptions, type DeleteSnapshotOptions, type ExportOptions, type ImportOptions, type PushOptions,
 } from "./snapshot.js";
 export type { ClientOptions, CallOptions } from "./http.js";
-export { StrataError, errorCodes, type ErrorCode } from "@strata/contract";
+export { StrataError, errorCodes, limits, type ErrorCode, type ErrorDetails } from "@strata/contract";
 export type {
   CreateSandboxRequest, ExecResult, GcReport, Isolation, Resources, Sandbox as SandboxInfo, SandboxStatus, UploadResult,
   Snapshot as SnapshotInfo, SnapshotKind, SnapshotStatus, VerifyReport, ImportResult, ReindexReport,
