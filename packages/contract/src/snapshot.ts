@@ -1,7 +1,7 @@
 // Request and reply schemas of snapshots.
 import { Type, type Static } from "@sinclair/typebox";
 import { limits } from "./limits.js";
-import { Labels, Name } from "./sandbox.js";
+import { Labels, Name, noNul } from "./sandbox.js";
 
 export const SnapshotKind = Type.Union([Type.Literal("container"), Type.Literal("directory"), Type.Literal("memory")]);
 export type SnapshotKind = Static<typeof SnapshotKind>;
@@ -31,7 +31,7 @@ export const CreateSnapshotRequest = Type.Object(
     name: Type.Optional(Name),
     labels: Type.Optional(Labels),
     path: Type.Optional(Type.String({ pattern: "^/[^\\u0000]*$", maxLength: limits.pathChars, description: "Directory to capture (kind directory); `/` allowed." })),
-    exclude: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 1024 }), {
+    exclude: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 1024, pattern: noNul }), {
       maxItems: 256, description: "Paths or globs relative to `path` to leave out (kind directory).",
     })),
   },
