@@ -127,6 +127,12 @@ test("build arguments and labels with impossible names are 400 naming the key, a
       assert.equal(body.error?.code, "bad_request");
       assert.equal(body.error?.details?.field, path);
     }
+    const longDockerfile = new FormData();
+    longDockerfile.set("dockerfile", "d".repeat(5000));
+    longDockerfile.set("context", new Blob([tar]), "context.tar");
+    const long = await fetch(`${t.server.url}/v1/builds`, { method: "POST", body: longDockerfile, signal: AbortSignal.timeout(60000) });
+    assert.equal(long.status, 413);
+    assert.equal(((await long.json()) as Reply["body"]).error?.details?.field, "dockerfile");
     const badName = new FormData();
     badName.set("name", randomUUID());
     badName.set("context", new Blob([tar]), "context.tar");

@@ -75,6 +75,10 @@ export function buildRoutes(app: FastifyInstance, builds: Builds): void {
       for (const key of Object.keys(fields)) if (!known.has(key)) throw new StrataError("bad_request", `unknown field '${key}'`);
       const name = fields.name;
       if (name !== undefined && !isName(name)) throw new StrataError("bad_request", `name ${describePattern(Name.pattern!)}, at most ${limits.nameChars} characters`, { details: { field: "name" } });
+      if (fields.dockerfile !== undefined && fields.dockerfile.length > limits.pathChars) {
+        throw new StrataError("field_too_large", `dockerfile is ${fields.dockerfile.length} characters; at most ${limits.pathChars}`, { details: { field: "dockerfile" } });
+      }
+      if (fields.dockerfile?.includes("\u0000")) throw new StrataError("bad_request", "dockerfile must not contain a NUL character", { details: { field: "dockerfile" } });
       const dockerfile = normalizeDockerfilePath(fields.dockerfile ?? "Dockerfile");
       const buildRequest: BuildRequest = {
         dockerfile,
