@@ -2,7 +2,6 @@
 // validates with them, the OpenAPI document is generated from them, and the
 // SDK's types are derived from them.
 import { Type, type Static } from "@sinclair/typebox";
-
 import { limits } from "./limits.js";
 
 /** No NUL character: a process's arguments, environment and paths are C strings. */
