@@ -182,7 +182,7 @@ export class Snapshot {
 export interface ExportOptions extends CallOptions {
   /** Include the snapshot's ancestors, so the archive imports on a server that has none of them. */
   withParents?: boolean;
-  /** Include the base image, so the archive imports on an engine that lacks it. */
+  /** Include the base image's layers (always included in this version; see docs/archive-format.md). */
   withImage?: boolean;
   /** zstd (default) or none (a plain tar). */
   compression?: "zstd" | "none";
@@ -289,7 +289,7 @@ export class Snapshots {
     return runBuild(this.http, options);
   }
 
-  /** Rebuilds the server's index from the manifests on disk; reports what it found and dropped. */
+  /** Rebuilds the server's index from the manifests on disk; reports the count indexed and the malformed directories with reasons. */
   async reindex(options: CallOptions = {}): Promise<ReindexReport> {
     return this.http.json<ReindexReport>({ method: "POST", path: "/v1/snapshots/reindex", signal: options.signal });
   }
