@@ -71,11 +71,13 @@ async function main(): Promise<void> {
     ];
     printTable(rows);
     // A partial run (scenarios picked) keeps the other rows of the last full run.
-    writeResults(join(root, "bench/results/latest.json"), mergeWithLatest(join(root, "bench/results/latest.json"), rows, picks.length > 0), {
+    const run = {
       date: new Date().toISOString(),
       machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version },
       engine: (await strata.health()).engine,
-    });
+    };
+    const file = join(root, "bench/results/latest.json");
+    writeResults(file, mergeWithLatest(file, rows, picks.length > 0, run));
   } finally {
     await server.close();
   }

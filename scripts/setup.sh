@@ -51,13 +51,30 @@ JSON
   fi
 }
 
+# Whether a process with exactly this name runs (read from /proc: no procps needed).
+running() {
+  for comm in /proc/[0-9]*/comm; do
+    [ "$(cat "$comm" 2>/dev/null)" = "$1" ] && return 0
+  done
+  return 1
+}
+
+# When the machine's processes ended without the engine's own shutdown (and /run
+# is not a tmpfs), dockerd and containerd leave pid files and task state behind
+# naming pids that may now belong to any process, this script's parents
+# included: dockerd signals the pid in containerd's pid file, and containerd's
+# cleanup of a dead task kills the task's recorded pid. With neither daemon
+# running, that state is stale: remove it, as a reboot would.
+clear_stale_engine_state() {
+  if running dockerd || running containerd; then return; fi
+  as_root rm -f /var/run/docker.pid /run/docker/containerd/containerd.pid
+  as_root rm -rf /run/docker/containerd/daemon /run/docker/runtime-runc /run/docker/runtime-runsc /run/containerd/s
+}
+
 start_engine() {
   if engine_answers; then return; fi
   write_daemon_config
-  # A daemon killed without cleanup leaves its pid file behind.
-  if [ -f /var/run/docker.pid ] && ! kill -0 "$(cat /var/run/docker.pid)" 2>/dev/null; then
-    as_root rm -f /var/run/docker.pid
-  fi
+  clear_stale_engine_state
   log "starting dockerd"
   as_root mkdir -p /var/log
   # No init system is assumed: start the daemon detached from this shell.

@@ -18,16 +18,23 @@ export interface ExecStreamOptions extends ExecOptions {
   onStderr?: (data: string) => void;
 }
 
+/** How a streamed command ended. */
 export interface ExecOutcome {
+  /** The command's exit code. */
   exitCode: number;
+  /** Whether the server killed it at `timeoutMs`. */
   timedOut: boolean;
+  /** From the start of the command to its end, in milliseconds, measured by the server. */
   durationMs: number;
 }
 
+/** What `sandbox.snapshot()` and `sandbox.snapshotDirectory()` take. */
 export interface SnapshotOptions extends CallOptions {
   /** container (default): the whole filesystem; memory: a gVisor checkpoint of the running processes too. */
   kind?: "container" | "memory";
+  /** A unique name (an alias for the id); `snapshot_name_taken` when another snapshot has it. */
   name?: string;
+  /** Free-form key/value pairs stored in the manifest; `snapshots.list({ labels })` filters on them. */
   labels?: Record<string, string>;
   /** A retry with the same key returns the first snapshot instead of making another. */
   idempotencyKey?: string;
@@ -38,28 +45,43 @@ function argv(cmd: string | string[]): string[] {
   return typeof cmd === "string" ? ["/bin/sh", "-c", cmd] : cmd;
 }
 
-/** Files inside a running sandbox. */
+/**
+ * Files inside a running sandbox, read and written through the engine as the
+ * sandbox sees them. Paths are absolute paths inside the sandbox. Every method
+ * throws `StrataError`: `sandbox_not_found`, `sandbox_not_running`,
+ * `path_not_found` (reads), `bad_request` (a path that is not absolute or not
+ * valid), `payload_too_large` (writes past the server's `--max-upload-bytes`,
+ * 1 GiB by default).
+ */
 export class SandboxFiles {
+  /** Made by `Sandbox`; `id` is the sandbox's id. */
   constructor(private readonly http: Http, private readonly id: string) {}
 
-  /** A file's bytes (or, for a directory, a tar of it) as a stream. */
+  /**
+   * A file's bytes as a stream, or for a directory an uncompressed tar of it
+   * (`contentType` is `application/octet-stream` or `application/x-tar`).
+   */
   async stream(path: string, options: CallOptions = {}): Promise<{ contentType: string; body: ReadableStream<Uint8Array> }> {
     const response = await this.http.send({ method: "GET", path: `/v1/sandboxes/${this.id}/files`, query: { path }, signal: options.signal });
     return { contentType: response.headers.get("content-type") ?? "", body: response.body! };
   }
 
-  /** A file's bytes. */
+  /** A file's bytes, buffered whole (a directory gives its tar); use `stream()` for large files. */
   async read(path: string, options: CallOptions = {}): Promise<Uint8Array> {
     const response = await this.http.send({ method: "GET", path: `/v1/sandboxes/${this.id}/files`, query: { path }, signal: options.signal });
     return new Uint8Array(await response.arrayBuffer());
   }
 
-  /** A file's content decoded as UTF-8. */
+  /** A file's content decoded as UTF-8 (invalid bytes become U+FFFD). */
   async readText(path: string, options: CallOptions = {}): Promise<string> {
     return new TextDecoder().decode(await this.read(path, options));
   }
 
-  /** Writes a file, making its parent directories; the data may be a stream. */
+  /**
+   * Writes a file, replacing one that is there and making missing parent
+   * directories; the data may be a stream (sent without buffering). Resolves
+   * with what the server wrote (`UploadResult`: path and bytes).
+   */
   async write(path: string, data: string | Uint8Array | ReadableStream<Uint8Array>, options: CallOptions = {}): Promise<UploadResult> {
     return this.http.json<UploadResult>({
       method: "PUT", path: `/v1/sandboxes/${this.id}/files`, query: { path },
@@ -67,7 +89,11 @@ export class SandboxFiles {
     });
   }
 
-  /** Extracts a tar archive into the directory at path. */
+  /**
+   * Extracts an uncompressed tar archive into the directory at path (made when
+   * missing). Throws `archive_unsafe_path` for members that would land outside
+   * it, `archive_invalid` for data that is not a tar.
+   */
   async writeTar(path: string, tar: Uint8Array | ReadableStream<Uint8Array>, options: CallOptions = {}): Promise<UploadResult> {
     return this.http.json<UploadResult>({
       method: "PUT", path: `/v1/sandboxes/${this.id}/files`, query: { path },
@@ -76,20 +102,29 @@ export class SandboxFiles {
   }
 }
 
+/**
+ * A sandbox: its record as last read (`info`) and the operations on it. Got
+ * from `strata.sandboxes.create/get/list` or `fork`. Every method throws
+ * `StrataError`; `sandbox_not_found` when it was deleted or expired.
+ */
 export class Sandbox {
   /** The state as of the last call that returned it; `refresh()` reads it again. */
   info: SandboxInfo;
+  /** Reading and writing files inside the sandbox. */
   readonly files: SandboxFiles;
 
+  /** Made by the SDK from a reply; `info` is the server's record. */
   constructor(private readonly http: Http, info: SandboxInfo) {
     this.info = info;
     this.files = new SandboxFiles(http, info.id);
   }
 
+  /** The sandbox's id (a UUID chosen by the server). */
   get id(): string {
     return this.info.id;
   }
 
+  /** The status in `info`: as of the last call, not live; `refresh()` reads it again. */
   get status(): SandboxInfo["status"] {
     return this.info.status;
   }
@@ -125,7 +160,10 @@ export class Sandbox {
     return this.info;
   }
 
-  /** Stops the sandbox, keeping its filesystem. */
+  /**
+   * Stops the sandbox, keeping its filesystem: SIGTERM, then SIGKILL after
+   * `timeoutSeconds` (default 10). Resolves with the new record.
+   */
   async stop(options: CallOptions & { timeoutSeconds?: number } = {}): Promise<SandboxInfo> {
     this.info = await this.http.json<SandboxInfo>({
       method: "POST", path: this.path("/stop"), query: { timeoutSeconds: options.timeoutSeconds }, signal: options.signal,
@@ -133,15 +171,18 @@ export class Sandbox {
     return this.info;
   }
 
-  /** Starts a stopped sandbox. */
+  /** Starts a stopped sandbox again (its command starts anew); resolves with the new record. */
   async start(options: CallOptions = {}): Promise<SandboxInfo> {
     this.info = await this.http.json<SandboxInfo>({ method: "POST", path: this.path("/start"), signal: options.signal });
     return this.info;
   }
 
   /**
-   * Starts a snapshot of the sandbox's whole filesystem. Resolves once the
-   * server has accepted it (status `creating`); `waitUntilReady()` waits for it.
+   * Starts a snapshot of the sandbox's whole filesystem (`kind: "memory"`: of
+   * a gVisor sandbox's processes too). Resolves once the server has accepted
+   * it (status `creating`); `waitUntilReady()` waits for it. Throws
+   * `sandbox_not_running` (memory), `memory_snapshot_requires_gvisor`,
+   * `snapshot_name_taken`, `idempotency_conflict`.
    */
   async snapshot(options: SnapshotOptions = {}): Promise<Snapshot> {
     const { signal, idempotencyKey, ...body } = options;
@@ -154,7 +195,10 @@ export class Sandbox {
 
   /**
    * Starts a snapshot of one directory (`/` allowed) as a content-addressed
-   * archive; `exclude` takes paths or globs relative to it.
+   * archive; `exclude` takes paths or globs relative to it. Restore it into a
+   * new sandbox with `strata.sandboxes.create({ ..., directorySnapshots:
+   * [{ snapshotId, path? }] })`. Throws `path_not_found` when the directory is
+   * missing.
    */
   async snapshotDirectory(path: string, options: SnapshotOptions & { exclude?: string[] } = {}): Promise<Snapshot> {
     const { signal, idempotencyKey, ...body } = options;
@@ -174,7 +218,10 @@ export class Sandbox {
     return reply.sandboxes.map((info) => new Sandbox(this.http, info));
   }
 
-  /** Removes the sandbox and its container. */
+  /**
+   * Removes the sandbox: its container and its filesystem. Its snapshots stay.
+   * Throws `sandbox_not_found` when it is already gone.
+   */
   async delete(options: CallOptions = {}): Promise<void> {
     await this.http.json<void>({ method: "DELETE", path: this.path(), signal: options.signal });
   }

@@ -15,33 +15,48 @@ export interface WaitOptions extends CallOptions {
   timeoutMs?: number;
 }
 
+/** Filters and paging for `snapshots.list()`. */
 export interface ListSnapshotsOptions extends CallOptions {
+  /** Only snapshots of this kind: container, directory or memory. */
   kind?: SnapshotKind;
+  /** Only snapshots in this state. */
   status?: SnapshotStatus;
+  /** Only snapshots captured from this sandbox (its id). */
   sandboxId?: string;
+  /** Only snapshots carrying all these labels. */
   labels?: Record<string, string>;
   /** Page size (default 100). */
   limit?: number;
+  /** The `nextCursor` of the previous page. */
   cursor?: string;
 }
 
+/** What `delete()` takes. */
 export interface DeleteSnapshotOptions extends CallOptions {
   /** Delete even while it has children or is still being created. */
   force?: boolean;
 }
 
+/**
+ * A snapshot: its record as last read (`info`: id, kind, status, digest,
+ * parent, sizes, imageUri, labels) and the operations on it. Every method
+ * throws `StrataError`; `snapshot_not_found` when it was deleted.
+ */
 export class Snapshot {
   /** The state as of the last call that returned it. */
   info: SnapshotInfo;
 
+  /** Made by the SDK from a reply; `info` is the server's record. */
   constructor(private readonly http: Http, info: SnapshotInfo) {
     this.info = info;
   }
 
+  /** The snapshot's id (a UUID chosen by the server). */
   get id(): string {
     return this.info.id;
   }
 
+  /** The status in `info` (creating, ready, failed, deleting) as of the last call. */
   get status(): SnapshotStatus {
     return this.info.status;
   }
@@ -74,7 +89,11 @@ export class Snapshot {
     }
   }
 
-  /** Recomputes the snapshot's digests (manifest, image, blobs) and reports each part. */
+  /**
+   * Recomputes the snapshot's digests on the server (manifest, image, blobs)
+   * and reports each part (`VerifyReport`: `ok` and one entry per part with
+   * what was expected and found). Throws `snapshot_not_ready` while creating.
+   */
   async verify(options: CallOptions = {}): Promise<VerifyReport> {
     return this.http.json<VerifyReport>({ method: "POST", path: `/v1/snapshots/${this.id}/verify`, signal: options.signal });
   }
@@ -82,6 +101,7 @@ export class Snapshot {
   /**
    * Streams an archive of the snapshot (docs/archive-format.md): `.tar.zst`
    * unless `compression: "none"`. `onProgress` gets the bytes received so far.
+   * Throws `snapshot_not_ready`; an archive cut off midway errors the stream.
    */
   async export(options: ExportOptions = {}): Promise<ReadableStream<Uint8Array>> {
     const response = await this.http.send(this.exportRequest(options));
@@ -147,25 +167,38 @@ export class Snapshot {
     return this;
   }
 
-  /** Deletes the snapshot (and its image when nothing else uses it). */
+  /**
+   * Deletes the snapshot: its record, manifest, blobs, and its engine image
+   * when nothing else uses it. Throws `snapshot_has_children` while snapshots
+   * taken from sandboxes restored from it exist, `snapshot_creating` while it
+   * is being made (unless `force`).
+   */
   async delete(options: DeleteSnapshotOptions = {}): Promise<void> {
     await this.http.json<void>({ method: "DELETE", path: `/v1/snapshots/${this.id}`, query: { force: options.force || undefined }, signal: options.signal });
   }
 }
 
+/** What `export()` and `exportToFile()` take. */
 export interface ExportOptions extends CallOptions {
+  /** Include the snapshot's ancestors, so the archive imports on a server that has none of them. */
   withParents?: boolean;
+  /** Include the base image's layers (always included in this version; see docs/archive-format.md). */
   withImage?: boolean;
+  /** zstd (default) or none (a plain tar). */
   compression?: "zstd" | "none";
+  /** Called with the bytes received so far. */
   onProgress?: (bytes: number) => void;
 }
 
+/** What `push()` takes. */
 export interface PushOptions extends CallOptions {
   /** Repository under the registry's namespace (default strata-snapshots). */
   repository?: string;
+  /** Called with each of the engine's progress messages (layer, status, bytes). */
   onProgress?: (event: Extract<PushEvent, { type: "progress" }>) => void;
 }
 
+/** What `import()` and `importFile()` take. */
 export interface ImportOptions extends CallOptions {
   /** Called with the bytes sent so far. */
   onProgress?: (bytes: number) => void;
@@ -186,11 +219,12 @@ function counting(stream: ReadableStream<Uint8Array>, onProgress?: (bytes: numbe
   );
 }
 
-/** Finding, listing and deleting snapshots. */
+/** Finding, listing, importing, building and deleting snapshots. */
 export class Snapshots {
+  /** Made by `Strata`. */
   constructor(private readonly http: Http) {}
 
-  /** A snapshot by id, name or digest. */
+  /** A snapshot by id, name or digest (`sha256:...`); throws `snapshot_not_found`. */
   async get(ref: string, options: CallOptions = {}): Promise<Snapshot> {
     const info = await this.http.json<SnapshotInfo>({ method: "GET", path: `/v1/snapshots/${encodeURIComponent(ref)}`, signal: options.signal });
     return new Snapshot(this.http, info);
@@ -210,7 +244,10 @@ export class Snapshots {
 
   /**
    * Imports an archive made by `export()` (compressed or not). Snapshots that
-   * already exist with the same digest are skipped; resolves to the exported snapshot.
+   * already exist with the same digest are skipped; resolves to the exported
+   * snapshot and the ids imported and skipped. The server recomputes every
+   * digest and size; throws `archive_invalid`, `archive_truncated`,
+   * `archive_digest_mismatch`, `archive_unsafe_path`, `snapshot_too_large`.
    */
   async import(
     archive: ReadableStream<Uint8Array> | AsyncIterable<Uint8Array> | Uint8Array, options: ImportOptions = {},
@@ -252,12 +289,12 @@ export class Snapshots {
     return runBuild(this.http, options);
   }
 
-  /** Rebuilds the server's index from the manifests on disk. */
+  /** Rebuilds the server's index from the manifests on disk; reports the count indexed and the malformed directories with reasons. */
   async reindex(options: CallOptions = {}): Promise<ReindexReport> {
     return this.http.json<ReindexReport>({ method: "POST", path: "/v1/snapshots/reindex", signal: options.signal });
   }
 
-  /** Deletes a snapshot by id, name or digest. */
+  /** Deletes a snapshot by id, name or digest; see `Snapshot.delete` for what is freed and refused. */
   async delete(ref: string, options: DeleteSnapshotOptions = {}): Promise<void> {
     await this.http.json<void>({ method: "DELETE", path: `/v1/snapshots/${encodeURIComponent(ref)}`, query: { force: options.force || undefined }, signal: options.signal });
   }

@@ -33,5 +33,7 @@ export function startExpiry(ctx: Context): Expiry {
   };
   const timer = setInterval(() => void sweep(), ctx.config.expirySweepMs);
   timer.unref();
+  // Sandboxes that expired while the server was down go now, not one interval later.
+  void sweep();
   return { stop: () => clearInterval(timer), sweep };
 }
