@@ -12,8 +12,9 @@ import type { Context } from "./context.js";
 import { DockerEngine } from "./engine/docker-engine.js";
 import type { Engine } from "./engine/engine.js";
 import { registerAuth } from "./http/auth.js";
-import { formatValidation, registerErrorHandling } from "./http/errors.js";
+import { clientErrorReply, formatValidation, frameworkErrorReply, registerErrorHandling } from "./http/errors.js";
 import { route } from "./http/route.js";
+import { registerStreamScopes } from "./http/scope.js";
 import { fileRoutes } from "./http/routes/files.js";
 import { sandboxRoutes } from "./http/routes/sandboxes.js";
 import { snapshotRoutes } from "./http/routes/snapshots.js";
@@ -58,6 +59,9 @@ async function buildHttp(ctx: Context, builds: Builds): Promise<FastifyInstance>
     bodyLimit: 64 * 1024 * 1024,
     forceCloseConnections: true,
     schemaErrorFormatter: (errors, context) => formatValidation(errors, context),
+    // the framework's and the HTTP parser's own refusals answer in the contract's shape too (http/errors.ts)
+    frameworkErrors: frameworkErrorReply(ctx.config),
+    clientErrorHandler: clientErrorReply,
   });
   // Bodies are validated strictly; query strings and paths arrive as text, so
   // their numbers and repeated keys are coerced to the schema's types.
@@ -76,6 +80,7 @@ async function buildHttp(ctx: Context, builds: Builds): Promise<FastifyInstance>
     });
   });
   registerErrorHandling(app, ctx.config);
+  registerStreamScopes(app, ctx.config);
   // Raw bodies (file uploads, archives) reach the services as streams; they enforce their own limits.
   app.addContentTypeParser(["application/octet-stream", "application/x-tar", "application/zstd"], (_request, payload, done) => done(null, payload));
   registerAuth(app, ctx.config.apiKey);

@@ -1,5 +1,6 @@
 // Registers a route of the contract with its schemas, so validation and
-// serialisation come from the one definition.
+// serialisation come from the one definition. Every handler runs inside its
+// request's stream scope (see scope.ts).
 import type { RouteSpec } from "@strata/contract";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 
@@ -19,6 +20,6 @@ export function route(app: FastifyInstance, spec: RouteSpec, handler: Handler): 
       ...(spec.body ? { body: spec.body } : {}),
       response,
     },
-    handler,
+    handler: (request, reply) => request.scope.run(() => handler(request, reply)),
   });
 }

@@ -1,6 +1,7 @@
 // Background work of this server (snapshot captures), with a way to wait for a
 // record to change and to let work finish before shutdown.
 import { EventEmitter } from "node:events";
+import { detached } from "../streams.js";
 
 export class Jobs {
   private readonly running = new Map<string, { controller: AbortController; done: Promise<void> }>();
@@ -13,7 +14,8 @@ export class Jobs {
   /** Runs work in the background under this id; its failures are the work's own to record. */
   run(id: string, work: (signal: AbortSignal) => Promise<void>): void {
     const controller = new AbortController();
-    const done = work(controller.signal)
+    // outside the scope of the request that started it: the work outlives the request
+    const done = detached(() => work(controller.signal))
       .catch(() => undefined)
       .finally(() => {
         this.running.delete(id);
