@@ -49,16 +49,26 @@ export function registerStreamScopes(app: FastifyInstance, config: ServerConfig)
   app.addHook("onRequest", (request, reply, done) => {
     const scope = new StreamScope((error) => failReply(request, reply, error, config));
     request.scope = scope;
+    let aborted = false;
     const gone = () => {
-      if (!reply.raw.writableFinished) scope.abort(new ClientGone());
+      if (aborted || reply.raw.writableFinished) return;
+      aborted = true;
+      config.log({ event: "request_aborted", method: request.method, url: request.url });
+      scope.abort(new ClientGone());
     };
+    const end = () => {
+      gone();
+      void scope.close();
+    };
+    if (request.raw.socket?.destroyed) {
+      // the client left before this request was routed: nothing it starts may outlive it
+      end();
+      return done();
+    }
     request.raw.once("close", () => {
       if (!request.raw.complete) gone();
     });
-    reply.raw.once("close", () => {
-      gone();
-      void scope.close();
-    });
+    reply.raw.once("close", end);
     done();
   });
 }
