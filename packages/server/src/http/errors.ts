@@ -7,6 +7,7 @@ import { STATUS_CODES } from "node:http";
 import { StrataError, type ErrorCode } from "@strata/contract";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { ServerConfig } from "../config.js";
+import { ClientGone } from "./scope.js";
 
 /** The framework's and its plugins' error codes that have a code of their own here. */
 const frameworkCodes: Record<string, ErrorCode> = {
@@ -32,6 +33,7 @@ const frameworkStatusCodes: Record<number, ErrorCode> = {
 /** Any thrown value as a StrataError: validation and framework errors keep their meaning. */
 export function toStrataError(error: unknown): StrataError {
   if (error instanceof StrataError) return error;
+  if (error instanceof ClientGone) return new StrataError("cancelled", error.message);
   const fastifyError = (error ?? {}) as Partial<FastifyError>;
   if (fastifyError.validation) return new StrataError("bad_request", fastifyError.message ?? "invalid request");
   const message = fastifyError.message || "invalid request";
