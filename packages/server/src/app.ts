@@ -81,6 +81,8 @@ async function buildHttp(ctx: Context, builds: Builds): Promise<FastifyInstance>
   });
   registerErrorHandling(app, ctx.config);
   registerStreamScopes(app, ctx.config);
+  // JSON or the raw types below, nothing else: a text body is a 415, not a string that fails validation.
+  app.removeContentTypeParser("text/plain");
   // Raw bodies (file uploads, archives) reach the services as streams; they enforce their own limits.
   app.addContentTypeParser(["application/octet-stream", "application/x-tar", "application/zstd"], (_request, payload, done) => done(null, payload));
   registerAuth(app, ctx.config.apiKey);
