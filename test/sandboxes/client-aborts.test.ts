@@ -190,6 +190,11 @@ test("a file upload (application/octet-stream) cut anywhere changes nothing and 
     body,
     url,
   }), [{ bodyBytes: 1024 * 1024 }, { bodyBytes: body.length - 1 }], () => absent("/tmp/up.bin"));
+  // a whole upload afterwards lands, and leaves no temporary file either
+  await box.files.write("/tmp/up.bin", body.subarray(0, 1000));
+  assert.equal((await box.files.read("/tmp/up.bin")).length, 1000);
+  await eventually(async () => (await holdings(a)).tmp.length === 0, 20000, "the upload's temporary file to go");
+  await box.exec(["rm", "/tmp/up.bin"]);
 });
 
 test("a chunked upload without Content-Length cut mid-body changes nothing", async () => {

@@ -28,6 +28,7 @@ export async function spoolBody(request: FastifyRequest, home: string, limit: nu
   if (declared !== undefined && Number(declared) > limit) {
     throw new StrataError("payload_too_large", `the upload is ${declared} bytes; the limit is ${limit}`);
   }
+  request.scope.signal.throwIfAborted();
   const dir = join(home, "tmp");
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const path = join(dir, `upload-${randomUUID()}`);
@@ -43,6 +44,7 @@ export async function spoolBody(request: FastifyRequest, home: string, limit: nu
   try {
     await pipeline(body, count, createWriteStream(path, { flags: "wx", mode: 0o600 }), { signal: request.scope.signal });
   } catch (error) {
+    await rm(path, { force: true }); // now too: the scope may have closed before the file was made
     if (error instanceof StrataError) throw error;
     throw new StrataError("bad_request", `the request body was cut short after ${size} bytes`, { cause: error });
   }

@@ -1,7 +1,7 @@
 // Background work of this server (snapshot captures), with a way to wait for a
 // record to change and to let work finish before shutdown.
 import { EventEmitter } from "node:events";
-import { detached } from "../streams.js";
+import { StreamScope } from "../streams.js";
 
 export class Jobs {
   private readonly running = new Map<string, { controller: AbortController; done: Promise<void> }>();
@@ -14,10 +14,14 @@ export class Jobs {
   /** Runs work in the background under this id; its failures are the work's own to record. */
   run(id: string, work: (signal: AbortSignal) => Promise<void>): void {
     const controller = new AbortController();
-    // outside the scope of the request that started it: the work outlives the request
-    const done = detached(() => work(controller.signal))
+    // in a scope of its own, not the request's that started it: the work outlives the request, and
+    // an error of its streams nobody handled fails this work alone
+    const scope = new StreamScope((error) => controller.abort(error));
+    const done = scope
+      .run(() => work(controller.signal))
       .catch(() => undefined)
-      .finally(() => {
+      .finally(async () => {
+        await scope.close();
         this.running.delete(id);
         this.changed(id);
       });
