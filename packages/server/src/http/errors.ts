@@ -79,7 +79,11 @@ export function clientErrorReply(error: NodeJS.ErrnoException, socket: Socket): 
 
 /** The framework's refusals before routing (bad URL encoding, overlong parameters), in the contract's shape. */
 export function frameworkErrorReply(config: ServerConfig): (error: FastifyError, request: FastifyRequest, reply: FastifyReply) => void {
-  return (error, request, reply) => sendError(request, reply, error, config);
+  return (error, request, reply) => {
+    sendError(request, reply, error, config);
+    // these replies skip the request hooks, the log line included
+    config.log({ time: new Date().toISOString(), method: request.method, url: request.url, status: reply.statusCode });
+  };
 }
 
 export function registerErrorHandling(app: FastifyInstance, config: ServerConfig): void {
