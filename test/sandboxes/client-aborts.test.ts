@@ -165,6 +165,8 @@ async function cutEach(
     } catch {
       assert.deepEqual(last, baseline, `${what} cut ${describe(cut)} left something behind`);
     }
+    const faults = server.logs.slice(seen).filter((line) => line.event === "internal_error");
+    assert.deepEqual(faults, [], `${what} cut ${describe(cut)}: a client going away is no fault of the server`);
     const list = await fetch(`${server.server.url}/v1/sandboxes`);
     assert.equal(list.status, 200, `${what} cut ${describe(cut)}: the server still answers`);
     await list.arrayBuffer();

@@ -7,6 +7,7 @@ import { STATUS_CODES } from "node:http";
 import { StrataError, type ErrorCode } from "@strata/contract";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { ServerConfig } from "../config.js";
+import type { StreamScope } from "../streams.js";
 import { ClientGone } from "./scope.js";
 
 /** The framework's and its plugins' error codes that have a code of their own here. */
@@ -47,7 +48,9 @@ export function toStrataError(error: unknown): StrataError {
 }
 
 function sendError(request: FastifyRequest, reply: FastifyReply, error: unknown, config: ServerConfig): void {
-  const strataError = toStrataError(error);
+  // once the client has gone, whatever failed failed because it went: nobody reads this reply, and it is no fault of ours
+  const gone = (request.scope as StreamScope | null)?.signal.reason instanceof ClientGone;
+  const strataError = gone ? new StrataError("cancelled", "the client closed the connection before the reply was done") : toStrataError(error);
   if (strataError.code === "internal") {
     config.log({ event: "internal_error", method: request.method, url: request.url, message: String((error as Error)?.stack ?? error) });
   }

@@ -47,7 +47,10 @@ export function registerStreamScopes(app: FastifyInstance, config: ServerConfig)
   app.addHook("onClose", async () => release());
   app.decorateRequest("scope", null as unknown as StreamScope);
   app.addHook("onRequest", (request, reply, done) => {
-    const scope = new StreamScope((error) => failReply(request, reply, error, config));
+    const scope: StreamScope = new StreamScope((error) => {
+      // once the client has gone, a stream breaking is the consequence, not a fault of ours
+      if (!(scope.signal.reason instanceof ClientGone)) failReply(request, reply, error, config);
+    });
     request.scope = scope;
     let aborted = false;
     const gone = () => {
