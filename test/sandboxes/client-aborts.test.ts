@@ -20,6 +20,7 @@ let b: TestServer;
 let box: Sandbox;
 let snapshot: Snapshot;
 let archive: Buffer;
+let compressed: Buffer;
 
 before(async () => {
   registry = await startRegistry();
@@ -29,6 +30,7 @@ before(async () => {
   await box.exec(["sh", "-c", "mkdir -p /big && dd if=/dev/urandom of=/big/file bs=1M count=8 2>/dev/null && cp /big/file /big/copy"]);
   snapshot = await (await box.snapshot({ name: "aborts-source" })).waitUntilReady();
   archive = Buffer.from(await new Response(await snapshot.export({ compression: "none" })).arrayBuffer());
+  compressed = Buffer.from(await new Response(await snapshot.export({ compression: "zstd" })).arrayBuffer());
 });
 
 after(async () => {
@@ -261,6 +263,11 @@ test("an import cut anywhere leaves no snapshot, image or staging directory", as
     body: archive,
     url,
   }), [{ inHeaders: true }, { bodyBytes: 5 }, { bodyBytes: 4096 }, { bodyBytes: Math.floor(archive.length / 2) }, { bodyBytes: archive.length - 1 }]);
+  await cutEach(b, "zstd import", () => ({
+    head: headOf("POST", url, { "content-type": "application/zstd", "content-length": compressed.length }),
+    body: compressed,
+    url,
+  }), [{ bodyBytes: 5 }, { bodyBytes: Math.floor(compressed.length / 2) }, { bodyBytes: compressed.length - 1 }]);
 });
 
 test("a build upload cut anywhere queues nothing and leaves no context behind", async () => {
