@@ -6,7 +6,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { once } from "node:events";
 import { PassThrough } from "node:stream";
 import { fileURLToPath } from "node:url";
-import { adopt, detached, StreamScope } from "./streams.js";
+import { adopt, StreamScope } from "./streams.js";
 
 test("closing a scope destroys the streams and kills the children adopted in it, and runs its cleanups", async () => {
   const scope = new StreamScope();
@@ -32,12 +32,14 @@ test("aborting a scope aborts its signal with the reason", () => {
   assert.equal(scope.signal.reason, reason);
 });
 
-test("work run detached from a scope is not adopted by it", async () => {
-  const scope = new StreamScope();
-  const stream = scope.run(() => detached(() => adopt(new PassThrough())));
-  await scope.close();
+test("work given a scope of its own inside another (a job a request starts) is adopted by the inner one alone", async () => {
+  const request = new StreamScope();
+  const job = new StreamScope();
+  const stream = request.run(() => job.run(() => adopt(new PassThrough())));
+  await request.close();
   assert.equal(stream.destroyed, false);
-  stream.destroy();
+  await job.close();
+  assert.equal(stream.destroyed, true);
 });
 
 test("a stream's error with no listener of its own is the scope's stray error, not an exception", async () => {

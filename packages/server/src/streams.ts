@@ -1,7 +1,7 @@
 // Stream helpers shared by the engine client, archives and blobs, and the
-// scope that ties every stream and child process a request makes to that
-// request: their errors fail the request, never the process, and whatever is
-// still open when the request ends is destroyed (children killed).
+// scope that ties every stream and child process a request (or a background
+// job) makes to it: their errors fail that request or job, never the process,
+// and whatever is still open when it ends is destroyed (children killed).
 import { AsyncLocalStorage } from "node:async_hooks";
 import type { ChildProcess, ChildProcessByStdio } from "node:child_process";
 import type { EventEmitter } from "node:events";
@@ -20,8 +20,8 @@ function isChild(thing: StreamLike | ChildProcess): thing is ChildProcess {
 const currentScope = new AsyncLocalStorage<StreamScope>();
 
 /**
- * The lifetime of one request's streams, child processes and temporary
- * files. `signal` aborts when the scope is aborted (the client went away, or
+ * The lifetime of one request's (or background job's) streams, child
+ * processes and temporary files. `signal` aborts when the scope is aborted (the client went away, or
  * a stream failed with nobody listening). Everything adopted gets an error
  * listener, so its error reaches `onStrayError` instead of the process, and
  * is destroyed (a child: killed with SIGKILL) when the scope closes; deferred
@@ -121,19 +121,7 @@ export function adopt<T extends StreamLike | ChildProcess>(thing: T): T {
   return thing;
 }
 
-/** The scope this code runs in, if any. */
-export function activeScope(): StreamScope | undefined {
-  return currentScope.getStore();
-}
-
-/**
- * Runs fn outside any request's scope: for background work a request starts
- * (a snapshot capture, a build) that must outlive it.
- */
-export function detached<T>(fn: () => T): T {
-  return currentScope.exit(fn);
-}
-
+// the guard is one process-wide listener shared by every server in the process, held while any runs
 let guards = 0;
 const onUncaught = (error: Error) => {
   const scope = currentScope.getStore();
