@@ -125,6 +125,7 @@ export async function startServer(options: Partial<ServerConfig> = {}, engineOve
   try {
     await app.listen({ port: config.port, host: config.host });
   } catch (error) {
+    await app.close().catch(() => undefined);
     expiry.stop();
     index.close();
     engine.close();
