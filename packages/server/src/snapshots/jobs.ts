@@ -48,6 +48,7 @@ export class Jobs {
   /** Resolves when the record changes or after ms, whichever is first. */
   waitForChange(id: string, ms: number, signal?: AbortSignal): Promise<void> {
     return new Promise((resolve) => {
+      if (signal?.aborted) return resolve(); // the waiter is already gone
       const finish = () => {
         clearTimeout(timer);
         this.events.off(id, finish);
