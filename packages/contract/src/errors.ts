@@ -4,6 +4,7 @@
 /** HTTP status for every error code. The only place a status is chosen. */
 export const errorStatus = {
   bad_request: 400,
+  url_invalid: 400,
   unauthorized: 401,
   registry_denied: 403,
   route_not_found: 404,
@@ -33,10 +34,13 @@ export const errorStatus = {
   cancelled: 409,
   interrupted: 503,
   memory_snapshot_requires_gvisor: 409,
+  request_timeout: 408,
   payload_too_large: 413,
   field_too_large: 413,
+  uri_too_long: 414,
   snapshot_too_large: 413,
   unsupported_media_type: 415,
+  headers_too_large: 431,
   registry_unavailable: 502,
   engine_unavailable: 503,
   internal: 500,

@@ -13,8 +13,9 @@ import type { Context } from "./context.js";
 import { DockerEngine } from "./engine/docker-engine.js";
 import type { Engine } from "./engine/engine.js";
 import { registerAuth } from "./http/auth.js";
-import { formatValidation, registerErrorHandling } from "./http/errors.js";
+import { clientErrorReply, formatValidation, frameworkErrorReply, registerErrorHandling } from "./http/errors.js";
 import { route } from "./http/route.js";
+import { registerStreamScopes } from "./http/scope.js";
 import { fileRoutes } from "./http/routes/files.js";
 import { sandboxRoutes } from "./http/routes/sandboxes.js";
 import { snapshotRoutes } from "./http/routes/snapshots.js";
@@ -59,6 +60,9 @@ async function buildHttp(ctx: Context, builds: Builds): Promise<FastifyInstance>
     bodyLimit: limits.jsonBodyBytes,
     forceCloseConnections: true,
     schemaErrorFormatter: (errors, context) => formatValidation(errors, context),
+    // the framework's and the HTTP parser's own refusals answer in the contract's shape too (http/errors.ts)
+    frameworkErrors: frameworkErrorReply(ctx.config),
+    clientErrorHandler: clientErrorReply,
   });
   // Bodies are validated strictly; query strings and paths arrive as text, so
   // their numbers and repeated keys are coerced to the schema's types.
@@ -77,6 +81,9 @@ async function buildHttp(ctx: Context, builds: Builds): Promise<FastifyInstance>
     });
   });
   registerErrorHandling(app, ctx.config);
+  registerStreamScopes(app, ctx.config);
+  // JSON or the raw types below, nothing else: a text body is a 415, not a string that fails validation.
+  app.removeContentTypeParser("text/plain");
   // Raw bodies (file uploads, archives) reach the services as streams; they enforce their own limits.
   app.addContentTypeParser(["application/octet-stream", "application/x-tar", "application/zstd"], (_request, payload, done) => done(null, payload));
   registerAuth(app, ctx.config.apiKey);
@@ -118,6 +125,7 @@ export async function startServer(options: Partial<ServerConfig> = {}, engineOve
   try {
     await app.listen({ port: config.port, host: config.host });
   } catch (error) {
+    await app.close().catch(() => undefined);
     expiry.stop();
     index.close();
     engine.close();

@@ -4,7 +4,7 @@ import { spawn, type ChildProcessByStdio } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
 import net from "node:net";
 import { Duplex, type Readable, type Writable } from "node:stream";
-import { batchedInto, childOutput } from "../streams.js";
+import { adopt, batchedInto, childOutput } from "../streams.js";
 
 /** zstd's arguments: compress at `level` on every core, or decompress; to stdout, quietly. */
 function zstdArgs(mode: "compress" | "decompress", level = 1): string[] {
@@ -13,10 +13,11 @@ function zstdArgs(mode: "compress" | "decompress", level = 1): string[] {
 
 /** A duplex that decompresses what is written to it. */
 export function unzstdStream(): Duplex {
-  const child = spawn("zstd", zstdArgs("decompress"), { stdio: ["pipe", "pipe", "pipe"] });
+  const child = adopt(spawn("zstd", zstdArgs("decompress"), { stdio: ["pipe", "pipe", "pipe"] }));
   let stderr = "";
   child.stderr.on("data", (data) => (stderr += data));
   const duplex = Duplex.from({ writable: batchedInto(child.stdin), readable: child.stdout });
+  child.stdin.on("error", (error) => duplex.destroy(error)); // zstd gone: its exit says why, the input only breaks
   child.on("error", (error) => duplex.destroy(error));
   child.on("close", (code, signal) => {
     if (code !== 0 && !duplex.destroyed) duplex.destroy(new Error(`zstd decompress failed (${code ?? signal}): ${stderr.trim()}`));
@@ -33,7 +34,7 @@ export function unzstdStream(): Duplex {
  * has exited; `stop` kills it.
  */
 export function compressToFile(fd: number, level = 1): { input: Writable; done: Promise<void>; stop(): void } {
-  const child = spawn("zstd", zstdArgs("compress", level), { stdio: ["pipe", fd, "pipe"] }) as ChildProcessByStdio<Writable, null, Readable>;
+  const child = adopt(spawn("zstd", zstdArgs("compress", level), { stdio: ["pipe", fd, "pipe"] }) as ChildProcessByStdio<Writable, null, Readable>);
   let stderr = "";
   child.stderr.on("data", (data) => (stderr += data));
   const done = new Promise<void>((resolve, reject) => {
@@ -84,7 +85,7 @@ export async function zstdInto(
     });
     const accepted = new Promise<net.Socket>((resolve) => server.once("connection", resolve));
     const buffer = Buffer.allocUnsafe(pieceSize);
-    const reader: net.Socket = net.connect({
+    const reader: net.Socket = adopt(net.connect({
       path,
       onread: {
         buffer,
@@ -93,7 +94,7 @@ export async function zstdInto(
           return false;
         },
       },
-    });
+    }));
     cleanup.push(() => reader.destroy());
     const read = new Promise<void>((resolve, reject) => {
       reader.on("end", resolve);
@@ -102,7 +103,7 @@ export async function zstdInto(
     });
     const side = await accepted;
     server.close();
-    const child = spawn("zstd", zstdArgs(mode, 3), { stdio: ["pipe", side, "pipe"] }) as ChildProcessByStdio<Writable, null, Readable>;
+    const child = adopt(spawn("zstd", zstdArgs(mode, 3), { stdio: ["pipe", side, "pipe"] }) as ChildProcessByStdio<Writable, null, Readable>);
     side.destroy();
     const stop = () => {
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");

@@ -14,6 +14,7 @@ import type { ManifestV1 } from "../snapshots/manifest.js";
 import { markReady } from "../snapshots/ready.js";
 import { writeFileDurable } from "../store/durable.js";
 import { baseImages } from "./dockerfile.js";
+import { StreamScope } from "../streams.js";
 
 export interface BuildRequest {
   dockerfile: string;
@@ -148,7 +149,10 @@ export class Builds {
     while (this.running < this.maxConcurrent && this.queue.length) {
       const state = this.state(this.queue.shift()!);
       this.running++;
-      state.done = this.run(state).catch((error) => {
+      // in a scope of its own, not the request's that queued it: the build outlives the request, and
+      // an error of its streams nobody handled fails this build alone
+      const scope = new StreamScope((error) => state.controller.abort(error));
+      state.done = scope.run(() => this.run(state)).finally(() => scope.close()).catch((error) => {
         this.ctx.config.log({ event: "build_crashed", buildId: state.record.id, message: String((error as Error)?.stack ?? error) });
       }).finally(() => {
         this.running--;

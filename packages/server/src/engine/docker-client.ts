@@ -79,7 +79,9 @@ export class DockerClient {
       req.body.on("close", () => {
         if (!ended) clientRequest.destroy(new Error("the request body closed before its end"));
       });
-      req.body.pipe(batchedInto(clientRequest));
+      const sink = batchedInto(clientRequest);
+      sink.on("error", (error) => clientRequest.destroy(error)); // the engine's end broke: the request fails with it
+      req.body.pipe(sink);
     } else clientRequest.end(JSON.stringify(req.body));
   }
 

@@ -229,6 +229,7 @@ export class DockerEngine implements Engine {
   }
 
   async exec(containerId: string, spec: ExecSpec, handlers: ExecHandlers): Promise<ExecOutcome> {
+    handlers.signal?.throwIfAborted(); // nobody waits for it any more: never start it
     const withStdin = spec.stdin !== undefined;
     const { Id: execId } = await this.client.json<{ Id: string }>({
       method: "POST",
@@ -244,7 +245,12 @@ export class DockerEngine implements Engine {
     let timedOut = false;
     let aborted = false;
     const kill = async () => {
-      const info = await this.client.json<{ Pid: number; Running: boolean }>({ method: "GET", path: `/exec/${execId}/json` });
+      // an exec just started may not have its process yet: wait until it has, or has ended
+      let info = await this.client.json<{ Pid: number; Running: boolean; ExitCode: number | null }>({ method: "GET", path: `/exec/${execId}/json` });
+      for (let attempt = 0; attempt < 100 && !(info.Running && info.Pid > 0) && info.ExitCode === null; attempt++) {
+        await new Promise((r) => setTimeout(r, 20));
+        info = await this.client.json({ method: "GET", path: `/exec/${execId}/json` });
+      }
       if (info.Running && info.Pid > 0 && this.client.isLocal) {
         for (const pid of descendants(info.Pid).reverse()) {
           try { process.kill(pid, "SIGKILL"); } catch { /* already gone */ }
@@ -258,6 +264,7 @@ export class DockerEngine implements Engine {
       : undefined;
     const onAbort = () => { aborted = true; void kill().catch(() => socket.destroy()); };
     handlers.signal?.addEventListener("abort", onAbort, { once: true });
+    if (handlers.signal?.aborted) onAbort(); // the caller went away while the exec was being set up
     try {
       await new Promise<void>((resolve, reject) => {
         const sink = demultiplexer(handlers.onOutput);

@@ -1,6 +1,8 @@
 // Registers a route of the contract with its schemas, so validation and
-// serialisation come from the one definition.
-import type { RouteSpec } from "@strata/contract";
+// serialisation come from the one definition. Every handler runs inside its
+// request's stream scope (see scope.ts).
+import type { Readable } from "node:stream";
+import { StrataError, type RouteSpec } from "@strata/contract";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 
 export type Handler = (request: FastifyRequest, reply: FastifyReply) => Promise<unknown>;
@@ -19,6 +21,18 @@ export function route(app: FastifyInstance, spec: RouteSpec, handler: Handler): 
       ...(spec.body ? { body: spec.body } : {}),
       response,
     },
-    handler,
+    // a route that takes JSON refuses a raw body (a stream, parsed for the upload routes) before validation
+    ...(spec.body
+      ? {
+          preValidation: async (request: FastifyRequest) => {
+            const body = request.body as Readable | undefined;
+            if (body && typeof body.pipe === "function") {
+              body.resume();
+              throw new StrataError("unsupported_media_type", "send the request body as application/json");
+            }
+          },
+        }
+      : {}),
+    handler: (request, reply) => request.scope.run(() => handler(request, reply)),
   });
 }

@@ -152,8 +152,8 @@ async function uploadOneFile(
       if (error) pack.destroy(error);
       else pack.finalize();
     });
-    source.on("error", (error) => pack.destroy(error));
-    source.pipe(limitBytes(limit, counter)).on("error", (error) => pack.destroy(error)).pipe(entry);
+    // every stream of the chain has a listener, and a failure anywhere ends the tar with it
+    pipeline(source, limitBytes(limit, counter), entry).catch((error: Error) => pack.destroy(error));
     await ctx.engine.putArchive(containerId, posix.dirname(path), pack as unknown as Readable, upload.signal);
     if (counter.bytes !== size) throw new StrataError("bad_request", `the body ended after ${counter.bytes} of ${size} bytes`);
   } finally {

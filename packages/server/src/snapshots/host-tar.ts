@@ -13,7 +13,7 @@ import { Transform, type Readable, type Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { StrataError } from "@strata/contract";
 import { TarScanner, type TarEntry } from "../blobs/tar-scan.js";
-import { batchedInto, childOutput } from "../streams.js";
+import { adopt, batchedInto, childOutput } from "../streams.js";
 
 const maxLinks = 40;
 
@@ -75,7 +75,7 @@ export async function openInRoot(root: string, path: string, options: { create?:
 function spawnWith(handle: FileHandle, signal: AbortSignal | undefined, command: string, args: string[], stdin: "ignore" | "pipe"): ChildProcess {
   try {
     const out = stdin === "pipe" ? "ignore" : "pipe";
-    return spawn(command, args, { stdio: [stdin, out, "pipe", handle.fd], signal, killSignal: "SIGKILL" });
+    return adopt(spawn(command, args, { stdio: [stdin, out, "pipe", handle.fd], signal, killSignal: "SIGKILL" }));
   } catch (error) {
     void handle.close();
     throw error;

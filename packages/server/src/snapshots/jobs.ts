@@ -1,6 +1,7 @@
 // Background work of this server (snapshot captures), with a way to wait for a
 // record to change and to let work finish before shutdown.
 import { EventEmitter } from "node:events";
+import { StreamScope } from "../streams.js";
 
 export class Jobs {
   private readonly running = new Map<string, { controller: AbortController; done: Promise<void> }>();
@@ -13,9 +14,14 @@ export class Jobs {
   /** Runs work in the background under this id; its failures are the work's own to record. */
   run(id: string, work: (signal: AbortSignal) => Promise<void>): void {
     const controller = new AbortController();
-    const done = work(controller.signal)
+    // in a scope of its own, not the request's that started it: the work outlives the request, and
+    // an error of its streams nobody handled fails this work alone
+    const scope = new StreamScope((error) => controller.abort(error));
+    const done = scope
+      .run(() => work(controller.signal))
       .catch(() => undefined)
-      .finally(() => {
+      .finally(async () => {
+        await scope.close();
         this.running.delete(id);
         this.changed(id);
       });
@@ -42,6 +48,7 @@ export class Jobs {
   /** Resolves when the record changes or after ms, whichever is first. */
   waitForChange(id: string, ms: number, signal?: AbortSignal): Promise<void> {
     return new Promise((resolve) => {
+      if (signal?.aborted) return resolve(); // the waiter is already gone
       const finish = () => {
         clearTimeout(timer);
         this.events.off(id, finish);

@@ -47,7 +47,7 @@ async function readForm(request: FastifyRequest, contextFile: string): Promise<{
           throw new StrataError("bad_request", `unexpected file field '${part.fieldname}' (send the context once, as 'context')`);
         }
         hasContext = true;
-        await pipeline(part.file, createWriteStream(contextFile));
+        await pipeline(part.file, createWriteStream(contextFile), { signal: request.scope.signal });
         if (part.file.truncated) throw new StrataError("context_too_large", "the build context is over the server's limit");
       } else {
         fields[part.fieldname] = String(part.value);
@@ -60,7 +60,11 @@ async function readForm(request: FastifyRequest, contextFile: string): Promise<{
     if ((error as { code?: string }).code === "FST_INVALID_MULTIPART_CONTENT_TYPE") {
       throw new StrataError("unsupported_media_type", "send the build as multipart/form-data");
     }
-    throw error;
+    if (error instanceof StrataError) throw error;
+    // a form cut short or malformed (the parser's "Unexpected end of form", a limit reached) is the client's
+    const status = (error as { statusCode?: number }).statusCode;
+    if (status === 413) throw new StrataError("payload_too_large", `the form is over the server's limits: ${(error as Error).message}`);
+    throw new StrataError("bad_request", `the multipart form could not be read: ${(error as Error).message}`, { cause: error });
   }
   return { fields, hasContext };
 }

@@ -1,9 +1,14 @@
-// HTTP routes of sandbox files: bytes or tars in and out, streamed.
-import type { Readable } from "node:stream";
+// HTTP routes of sandbox files: bytes or tars in and out, streamed. An upload
+// is read whole to a temporary file first (see body.ts), so a cut request
+// leaves the sandbox as it was.
+import { createReadStream } from "node:fs";
 import { routes, StrataError } from "@strata/contract";
 import type { FastifyInstance } from "fastify";
 import type { Context } from "../../context.js";
 import { readFile, writeFile } from "../../sandboxes/files.js";
+import { runningSandbox } from "../../sandboxes/lifecycle.js";
+import { adopt } from "../../streams.js";
+import { spoolBody } from "../body.js";
 import { route } from "../route.js";
 
 type Params = { id: string };
@@ -11,12 +16,10 @@ type Query = { path: string };
 
 export function fileRoutes(app: FastifyInstance, ctx: Context): void {
   route(app, routes.readFile, async (request, reply) => {
-    const controller = new AbortController();
-    reply.raw.on("close", () => controller.abort());
-    const download = await readFile(ctx, (request.params as Params).id, (request.query as Query).path, controller.signal);
+    const download = await readFile(ctx, (request.params as Params).id, (request.query as Query).path, request.scope.signal);
     reply.type(download.contentType);
     if (download.size !== undefined) reply.header("content-length", download.size);
-    return reply.send(download.stream);
+    return reply.send(adopt(download.stream));
   });
 
   route(app, routes.writeFile, async (request) => {
@@ -24,11 +27,13 @@ export function fileRoutes(app: FastifyInstance, ctx: Context): void {
     if (contentType !== "application/octet-stream" && contentType !== "application/x-tar") {
       throw new StrataError("unsupported_media_type", "send the file as application/octet-stream or a tar as application/x-tar");
     }
-    const length = request.headers["content-length"];
+    await runningSandbox(ctx, (request.params as Params).id); // refused before the body is read
+    const spooled = await spoolBody(request, ctx.config.home, ctx.config.maxUploadBytes);
     return writeFile(ctx, (request.params as Params).id, (request.query as Query).path, {
-      body: request.body as Readable,
+      body: adopt(createReadStream(spooled.path)),
       contentType,
-      contentLength: length !== undefined ? Number(length) : undefined,
+      contentLength: spooled.size,
+      signal: request.scope.signal,
     });
   });
 }

@@ -7,20 +7,12 @@ import { createSandbox } from "../../sandboxes/create.js";
 import { forkSandbox } from "../../sandboxes/fork.js";
 import { execBuffered, execStreaming } from "../../sandboxes/exec.js";
 import { deleteSandbox, getSandbox, listSandboxes, startSandbox, stopSandbox } from "../../sandboxes/lifecycle.js";
+import { adopt } from "../../streams.js";
 import { toStrataError } from "../errors.js";
 import type { Idempotency } from "../idempotency.js";
 import { route } from "../route.js";
 
 type IdParams = { id: string };
-
-/** An AbortSignal that fires when the client goes away before the reply is done. */
-function clientGone(reply: { raw: NodeJS.WritableStream & { writableFinished: boolean; on(e: "close", f: () => void): unknown } }): AbortSignal {
-  const controller = new AbortController();
-  reply.raw.on("close", () => {
-    if (!reply.raw.writableFinished) controller.abort();
-  });
-  return controller.signal;
-}
 
 /**
  * Refuses a command and environment the kernel or the runtime could not take
@@ -55,9 +47,9 @@ export function sandboxRoutes(app: FastifyInstance, ctx: Context, idempotency: I
 
   route(app, routes.startSandbox, async (request) => startSandbox(ctx, (request.params as IdParams).id));
 
-  route(app, routes.exec, async (request, reply) => {
+  route(app, routes.exec, async (request) => {
     checkProcessInput(request.body as ExecRequest);
-    return execBuffered(ctx, (request.params as IdParams).id, request.body as ExecRequest, clientGone(reply));
+    return execBuffered(ctx, (request.params as IdParams).id, request.body as ExecRequest, request.scope.signal);
   });
 
   route(app, routes.forkSandbox, async (request, reply) => {
@@ -67,9 +59,9 @@ export function sandboxRoutes(app: FastifyInstance, ctx: Context, idempotency: I
 
   route(app, routes.execStream, async (request, reply) => {
     checkProcessInput(request.body as ExecRequest);
-    const signal = clientGone(reply);
+    const signal = request.scope.signal;
     const run = await execStreaming(ctx, (request.params as IdParams).id, request.body as ExecRequest, signal);
-    const out = new PassThrough();
+    const out = adopt(new PassThrough());
     const emit = (event: ExecEvent) => out.write(`${JSON.stringify(event)}\n`);
     run(emit)
       .catch((error) => {

@@ -13,6 +13,7 @@ import { importArchive } from "../../snapshots/import.js";
 import { reindexSnapshots } from "../../snapshots/recover.js";
 import { pushSnapshot } from "../../snapshots/push.js";
 import { readySnapshot } from "../../snapshots/find.js";
+import { adopt } from "../../streams.js";
 import { toStrataError } from "../errors.js";
 import type { Idempotency } from "../idempotency.js";
 import { route } from "../route.js";
@@ -30,10 +31,8 @@ export function snapshotRoutes(app: FastifyInstance, ctx: Context, idempotency: 
   route(app, routes.listSnapshots, async (request) => listSnapshots(ctx, request.query as ListSnapshotsQuery));
 
   route(app, routes.getSnapshot, async (request, reply) => {
-    const controller = new AbortController();
-    reply.raw.on("close", () => controller.abort());
     const query = request.query as { waitSeconds?: number };
-    return getSnapshot(ctx, (request.params as IdParams).id, query.waitSeconds ?? 0, controller.signal);
+    return getSnapshot(ctx, (request.params as IdParams).id, query.waitSeconds ?? 0, request.scope.signal);
   });
 
   route(app, routes.deleteSnapshot, async (request, reply) => {
@@ -44,12 +43,8 @@ export function snapshotRoutes(app: FastifyInstance, ctx: Context, idempotency: 
   route(app, routes.verifySnapshot, async (request) => verifySnapshot(ctx, (request.params as IdParams).id));
 
   route(app, routes.exportSnapshot, async (request, reply) => {
-    const controller = new AbortController();
-    reply.raw.on("close", () => {
-      if (!reply.raw.writableFinished) controller.abort();
-    });
     const query = request.query as { withParents?: boolean; withImage?: boolean; compression?: "zstd" | "none" };
-    const archive = await exportSnapshot(ctx, (request.params as IdParams).id, { ...query, signal: controller.signal });
+    const archive = await exportSnapshot(ctx, (request.params as IdParams).id, { ...query, signal: request.scope.signal });
     // written straight into the response: each piece once the last has gone (see writeTo)
     reply.hijack();
     reply.raw.writeHead(200, { "content-type": archive.contentType, "content-disposition": `attachment; filename="${archive.filename}"` });
@@ -64,27 +59,22 @@ export function snapshotRoutes(app: FastifyInstance, ctx: Context, idempotency: 
     if (!["application/zstd", "application/x-tar", "application/octet-stream"].includes(contentType)) {
       throw new StrataError("unsupported_media_type", "send the archive as application/zstd, application/x-tar or application/octet-stream");
     }
-    const controller = new AbortController();
-    request.raw.on("aborted", () => controller.abort());
-    const result = await importArchive(ctx, request.body as Readable, controller.signal);
+    const result = await importArchive(ctx, request.body as Readable, request.scope.signal);
     return reply.status(201).send(result);
   });
 
   route(app, routes.pushSnapshot, async (request, reply) => {
     const id = (request.params as IdParams).id;
     const body = (request.body ?? {}) as { repository?: string };
-    const controller = new AbortController();
-    reply.raw.on("close", () => {
-      if (!reply.raw.writableFinished) controller.abort();
-    });
+    const signal = request.scope.signal;
     if (!(request.headers.accept ?? "").includes("application/x-ndjson")) {
-      return pushSnapshot(ctx, id, { repository: body.repository, signal: controller.signal });
+      return pushSnapshot(ctx, id, { repository: body.repository, signal });
     }
     // Streaming form: progress as the engine reports it, then the snapshot.
     readySnapshot(ctx, id);
-    const out = new PassThrough();
+    const out = adopt(new PassThrough());
     const emit = (event: PushEvent) => out.write(`${JSON.stringify(event)}\n`);
-    pushSnapshot(ctx, id, { repository: body.repository, signal: controller.signal, onProgress: (p) => emit({ type: "progress", ...p }) })
+    pushSnapshot(ctx, id, { repository: body.repository, signal, onProgress: (p) => emit({ type: "progress", ...p }) })
       .then((snapshot) => emit({ type: "done", snapshot }))
       .catch((error) => {
         const strataError = toStrataError(error);
