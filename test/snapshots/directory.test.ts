@@ -207,7 +207,7 @@ test("a corrupt blob is detected by verify and never restored", async () => {
   const snapshot = await (await source.snapshotDirectory("/precious")).waitUntilReady();
   const report = await snapshot.verify();
   assert.equal(report.ok, true);
-  assert.deepEqual(report.parts.map((p) => [p.part, p.ok]), [["manifest", true], ["blob", true]]);
+  assert.deepEqual(report.parts.map((p) => [p.part, p.ok]), [["manifest", true], ["blob", true], ["archive", true]]);
 
   const file = join(t.home, "blobs", "sha256", snapshot.info.contentDigest!.slice("sha256:".length));
   const bytes = readFileSync(file);
