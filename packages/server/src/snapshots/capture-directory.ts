@@ -53,7 +53,7 @@ export async function checkDirectory(ctx: Context, containerId: string, path: st
 async function readDirectory(ctx: Context, containerId: string, path: string, excluded: (relative: string) => boolean, signal: AbortSignal): Promise<Readable> {
   const root = await ctx.engine.hostRootfs(containerId);
   if (root) return hostTar(root, path, signal);
-  await probeSandboxView(ctx, containerId, path, excluded, signal);
+  await probeSandboxView(ctx, containerId, path, signal, { excluded, longPaths: true });
   return (await ctx.engine.getArchive(containerId, archivePath(path), signal)).tar;
 }
 
@@ -67,15 +67,21 @@ const literal = (text: string) => text.replace(/[[\]*?\\]/g, "\\$&");
  * sockets and paths longer than the host allows. So when the sandbox runs,
  * `find` inside it looks for what the archive would miss; any such entry not
  * excluded fails the capture with its code. An image without `find` is not
- * probed.
+ * probed. `fifosOnly` for a container snapshot, whose commit leaves sockets
+ * out on every runtime (a socket is made by its listener, not restored).
  */
-async function probeSandboxView(ctx: Context, containerId: string, path: string, excluded: (relative: string) => boolean, signal: AbortSignal): Promise<void> {
+export async function probeSandboxView(
+  ctx: Context, containerId: string, path: string, signal: AbortSignal,
+  options: { excluded?: (relative: string) => boolean; longPaths?: boolean; fifosOnly?: boolean } = {},
+): Promise<void> {
+  const excluded = options.excluded ?? (() => false);
   const container = await ctx.engine.inspectContainer(containerId);
   if (container?.state !== "running") return;
   const top = archivePath(path);
   const tooLong = `${literal(top)}/${"?".repeat(maxNameBytes)}*`;
-  const cmd = ["find", top, "-xdev", "(", "-type", "p", "-o", "-type", "s", "-o", "-type", "c", "-o", "-type", "b", ")", "-print",
-    "-o", "-path", tooLong, "-print"];
+  const types = options.fifosOnly ? ["-type", "p"] : ["-type", "p", "-o", "-type", "s", "-o", "-type", "c", "-o", "-type", "b"];
+  const cmd = ["find", top, "-xdev", "(", ...types, ")", "-print",
+    ...(options.longPaths ? ["-o", "-path", tooLong, "-print"] : [])];
   const found: Buffer[] = [];
   let outcome;
   try {
@@ -91,7 +97,7 @@ async function probeSandboxView(ctx: Context, containerId: string, path: string,
     if (Buffer.byteLength(relative) > maxNameBytes) {
       throw new StrataError("path_too_long", `'${relative.slice(0, 200)}...' is longer than ${maxNameBytes} bytes below the directory; it cannot be restored`);
     }
-    throw new StrataError("special_file_unsupported", `'${relative}' is a special file (device, fifo or socket): special files are not kept in directory snapshots`);
+    throw new StrataError("special_file_unsupported", `'${relative}' is a special file (device, fifo or socket): the snapshot could not keep it as the sandbox sees it`);
   }
 }
 
