@@ -277,3 +277,13 @@ test("excluded members are left out with their content and everything under them
   assert.deepEqual(outcome.members.map((m) => m.name), [".", "keep"]);
   assert.deepEqual(gnuList(outcome.output), ["d ./", "- ./keep"]);
 });
+
+test("for the engine's archive API, relative links that climb out of the top are refused before it starts", () => {
+  const links = (target: string, at = "./sub/link") => Buffer.concat([top, header({ name: "./sub/", type: "5" }), header({ name: at, type: "2", linkname: target }), end]);
+  for (const target of ["../../etc", "../../../../x", "..//../y", "./../../z"]) {
+    assert.equal(code(links(target), { linksStayInside: true }), "archive_unsafe_path", target);
+    assert.equal(code(links(target)), "accepted", target);
+  }
+  for (const target of ["../x", "../sub/../x", "/etc/passwd", "x/../../y", "."]) assert.equal(code(links(target), { linksStayInside: true }), "accepted", target);
+  assert.equal(code(links("..", "./up"), { linksStayInside: true }), "archive_unsafe_path");
+});

@@ -60,6 +60,12 @@ export interface CheckOptions {
    * of the check, so the predicate must leave out whole subtrees.
    */
   exclude?: (relative: string) => boolean;
+  /**
+   * Refuse relative symbolic links whose target climbs out of the archive's
+   * top: the engine's archive API refuses them (mid-way, as a failure of its
+   * own), so a restore through it says so before it starts.
+   */
+  linksStayInside?: boolean;
   /** Called with each member once it is checked. */
   onMember?: (member: CheckedMember) => void;
 }
@@ -138,6 +144,7 @@ export class DirectoryArchiveCheck {
   private readonly specialCode: ErrorCode;
   private readonly onMember?: (member: CheckedMember) => void;
   private readonly exclude?: (relative: string) => boolean;
+  private readonly linksStayInside: boolean;
   /** True while the content of a member left out passes. */
   private skipping = false;
   private header = Buffer.alloc(0);
@@ -154,6 +161,7 @@ export class DirectoryArchiveCheck {
     this.specialCode = options.specialCode ?? "archive_unsafe_path";
     this.onMember = options.onMember;
     this.exclude = normalize ? options.exclude : undefined;
+    this.linksStayInside = options.linksStayInside ?? false;
   }
 
   push(chunk: Buffer): Buffer[] {
@@ -324,6 +332,16 @@ export class DirectoryArchiveCheck {
       if (!rawLink || rawLink.includes("\0")) throw unsafe(`the symbolic link '${shown(name)}' has no target`);
       if (Buffer.byteLength(rawLink, "latin1") > maxLinkBytes) throw new StrataError("path_too_long", `the symbolic link '${shown(name)}' has a target longer than ${maxLinkBytes} bytes`);
       member.linkname = rawLink;
+      if (this.linksStayInside && !rawLink.startsWith("/")) {
+        let depth = name.split("/").length - 1;
+        for (const part of rawLink.split("/")) {
+          if (part === "..") depth--;
+          else if (part && part !== ".") depth++;
+          if (depth < 0) {
+            throw unsafe(`the symbolic link '${shown(name)}' -> '${shown(rawLink)}' climbs out of the restored directory, which the engine's archive API (gVisor sandboxes) refuses to make; a runc sandbox restores it`);
+          }
+        }
+      }
     }
     if (name !== ".") this.kinds.set(name, member.kind);
   }
