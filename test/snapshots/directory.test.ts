@@ -282,7 +282,7 @@ function tarBlock(name: string, type: string, size: number): Buffer {
 test("a hostile blob in the store is refused by verify and by restores on both paths, 400 archive_unsafe_path, nothing made", async () => {
   // a block device hidden behind a pax size record: the ustar size hides two
   // blocks from a reader that skips pax records; tar honours the pax size (0)
-  const record = "11 size=0\n";
+  const record = "10 size=0\n";
   const hostile = Buffer.concat([
     tarBlock("./", "5", 0),
     tarBlock("././@PaxHeader", "x", record.length), Buffer.from(record.padEnd(512, "\0")),
@@ -303,6 +303,7 @@ test("a hostile blob in the store is refused by verify and by restores on both p
     const report = await snapshot.verify();
     assert.equal(report.ok, false);
     assert.deepEqual(report.parts.map((p) => [p.part, p.ok, p.code ?? ""]), [["manifest", true, ""], ["blob", true, ""], ["archive", false, "archive_unsafe_path"]]);
+    assert.match(report.parts[2]!.message ?? "", /'\.\/sda' is a block device/);
     const before = await t.containers();
     for (const isolation of ["runc", "gvisor"] as const) {
       const code = await errorCode(t.strata.sandboxes.create({ image: baseImage, isolation, directorySnapshots: [{ snapshotId: snapshot.id, path: "/restored" }] }));

@@ -139,7 +139,8 @@ function checksum(header: Buffer): number {
 export class DirectoryArchiveCheck {
   /** Members read so far. */
   count = 0;
-  private readonly seen = new Set<string>();
+  /** Whether a member named the top: the map below holds it from the start. */
+  private topSeen = false;
   private readonly kinds = new Map<string, MemberKind>([[".", "directory"]]);
   private readonly specialCode: ErrorCode;
   private readonly onMember?: (member: CheckedMember) => void;
@@ -322,8 +323,9 @@ export class DirectoryArchiveCheck {
       const parent = slash < 0 ? "." : name.slice(0, slash);
       if (this.kinds.get(parent) !== "directory") throw unsafe(`member '${shown(name)}' is not under a directory of the archive`);
     }
-    if (this.seen.has(name)) throw unsafe(`member '${shown(name)}' appears twice in the archive`);
-    this.seen.add(name);
+    const twice = name === "." ? this.topSeen : this.kinds.has(name);
+    if (twice) throw unsafe(`member '${shown(name)}' appears twice in the archive`);
+    if (name === ".") this.topSeen = true;
     if (member.kind === "hardlink") {
       const target = this.normal(rawLink);
       if (this.kinds.get(target) !== "file") throw unsafe(`'${shown(name)}' is a hard link to '${shown(rawLink)}', which is not a regular file of the archive`);
