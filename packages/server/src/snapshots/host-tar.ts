@@ -110,6 +110,10 @@ export async function hostTar(root: string, path: string, signal?: AbortSignal):
     if (socket !== null) return new StrataError("special_file_unsupported", `'${socket}' is a socket: special files are not kept in directory snapshots`);
     return code === 0 || code === 1 ? null : new StrataError("internal", `reading '${path}' failed (tar ${code ?? killed}): ${stderr}`);
   });
+  // tar may end, and the stream fail, while this waits below, before the
+  // caller has a listener on it: the error stays on the stream (its
+  // `errored`), which the caller's pipeline or iterator reports
+  out.on("error", () => undefined);
   // only now that every listener is on: the child may end while this waits
   await handle.close();
   return out;
