@@ -187,3 +187,26 @@ test("paths too long to restore fail the capture with path_too_long on both capt
     for (const thing of made.reverse()) await thing.delete().catch(() => undefined);
   }
 });
+
+test("a link that climbs out of the directory restores on runc; on gVisor the restore refuses it up front, and verify says so", async () => {
+  const made: { delete(): Promise<unknown> }[] = [];
+  try {
+    const source = await sandboxOn("runc");
+    made.push(source);
+    await source.exec("mkdir -p /c/sub && ln -s ../../etc /c/sub/up && echo x > /c/f");
+    const snapshot = await (await source.snapshotDirectory("/c")).waitUntilReady();
+    made.push(snapshot);
+    const report = await snapshot.verify();
+    assert.equal(report.ok, true);
+    const archive = report.parts.find((p) => p.part === "archive")!;
+    assert.match(archive.message ?? "", /^not into gVisor sandboxes: the symbolic link 'sub\/up' -> '\.\.\/\.\.\/etc' climbs out/);
+    const runc = await sandboxOn("runc", { directorySnapshots: [{ snapshotId: snapshot.id, path: "/r" }] });
+    made.push(runc);
+    assert.equal((await runc.exec("readlink /r/sub/up")).stdout, "../../etc\n");
+    const before = await t.containers();
+    assert.equal(await errorCode(sandboxOn("gvisor", { directorySnapshots: [{ snapshotId: snapshot.id, path: "/r" }] })), "archive_unsafe_path");
+    assert.equal(await t.containers(), before);
+  } finally {
+    for (const thing of made.reverse()) await thing.delete().catch(() => undefined);
+  }
+});

@@ -461,18 +461,34 @@ export function checkedArchive(normalize: boolean, options: CheckOptions = {}): 
 
 /**
  * Reads a whole directory archive through the check, as a restore would, and
- * resolves with the number of members; rejects with the check's StrataError
- * (or the source's error, such as `blob_corrupt`). For verify, and for an
- * import to call on each directory blob before it accepts it.
+ * resolves with the number of members and, when a restore through the
+ * engine's archive API (gVisor sandboxes) would refuse it, why; rejects with
+ * the check's StrataError (or the source's error, such as `blob_corrupt`).
+ * For verify, and for an import to call on each directory blob before it
+ * accepts it.
  */
-export async function checkDirectoryArchive(source: Readable, options: CheckOptions = {}): Promise<number> {
+export async function checkDirectoryArchive(source: Readable, options: CheckOptions = {}): Promise<{ members: number; engineRefusal?: string }> {
   const check = new DirectoryArchiveCheck(false, options);
+  let engine: DirectoryArchiveCheck | null = new DirectoryArchiveCheck(false, { ...options, linksStayInside: true });
+  let engineRefusal: string | undefined;
+  const engineSees = (work: (engine: DirectoryArchiveCheck) => void) => {
+    try {
+      if (engine) work(engine);
+    } catch (error) {
+      engineRefusal = (error as Error).message;
+      engine = null;
+    }
+  };
   try {
-    for await (const chunk of source) check.push(chunk as Buffer);
+    for await (const chunk of source) {
+      check.push(chunk as Buffer);
+      engineSees((engine) => engine.push(chunk as Buffer));
+    }
     check.end();
+    engineSees((engine) => engine.end());
   } catch (error) {
     source.destroy();
     throw error;
   }
-  return check.count;
+  return { members: check.count, ...(engineRefusal ? { engineRefusal } : {}) };
 }
