@@ -287,3 +287,17 @@ test("for the engine's archive API, relative links that climb out of the top are
   for (const target of ["../x", "../sub/../x", "/etc/passwd", "x/../../y", "."]) assert.equal(code(links(target), { linksStayInside: true }), "accepted", target);
   assert.equal(code(links("..", "./up"), { linksStayInside: true }), "archive_unsafe_path");
 });
+
+test("with implicit parents, members may come without their directories; a parent the archive made otherwise is refused", () => {
+  const options = { implicitParents: true };
+  const few = Buffer.concat([file("a/b/c.txt", "c"), header({ name: "a/", type: "5", mode: 0o700 }), file("d.txt", "d"), end]);
+  assert.equal(code(few), "archive_unsafe_path");
+  const outcome = run(few, options);
+  assert.deepEqual(outcome.members.map((m) => [m.kind, m.name]), [["file", "a/b/c.txt"], ["directory", "a"], ["file", "d.txt"]]);
+  assert.deepEqual(gnuList(outcome.output), ["- ./a/b/c.txt", "d ./a/", "- ./d.txt"]);
+  assert.equal(code(Buffer.concat([header({ name: "a/", type: "5" }), header({ name: "a/", type: "5" }), end]), options), "archive_unsafe_path");
+  assert.equal(code(Buffer.concat([file("a/b", "x"), header({ name: "a/", type: "5" }), header({ name: "a/", type: "5" }), end]), options), "archive_unsafe_path");
+  assert.equal(code(Buffer.concat([file("a/b", "x"), file("a", "now a file"), end]), options), "archive_unsafe_path");
+  assert.equal(code(Buffer.concat([header({ name: "l", type: "2", linkname: "/etc" }), file("l/passwd", "x"), end]), options), "archive_unsafe_path");
+  assert.equal(code(Buffer.concat([file("f", "x"), file("f/g", "x"), end]), options), "archive_unsafe_path");
+});

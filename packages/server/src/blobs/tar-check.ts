@@ -66,6 +66,13 @@ export interface CheckOptions {
    * own), so a restore through it says so before it starts.
    */
   linksStayInside?: boolean;
+  /**
+   * Accept members whose parent directories the archive does not name (as
+   * tars of a few files often are), for an extractor that makes missing
+   * parents inside the target, as the engine's archive API does. A parent
+   * the archive made as anything but a directory is still refused.
+   */
+  implicitParents?: boolean;
   /** Called with each member once it is checked. */
   onMember?: (member: CheckedMember) => void;
 }
@@ -146,6 +153,8 @@ export class DirectoryArchiveCheck {
   private readonly onMember?: (member: CheckedMember) => void;
   private readonly exclude?: (relative: string) => boolean;
   private readonly linksStayInside: boolean;
+  /** With `implicitParents`: directories the archive implies and has not named (yet). */
+  private readonly implicit: Set<string> | null;
   /** True while the content of a member left out passes. */
   private skipping = false;
   private header = Buffer.alloc(0);
@@ -163,6 +172,7 @@ export class DirectoryArchiveCheck {
     this.onMember = options.onMember;
     this.exclude = normalize ? options.exclude : undefined;
     this.linksStayInside = options.linksStayInside ?? false;
+    this.implicit = options.implicitParents ? new Set() : null;
   }
 
   push(chunk: Buffer): Buffer[] {
@@ -321,9 +331,12 @@ export class DirectoryArchiveCheck {
     } else {
       const slash = name.lastIndexOf("/");
       const parent = slash < 0 ? "." : name.slice(0, slash);
+      if (this.implicit && !this.kinds.has(parent)) this.implyDirectories(parent);
       if (this.kinds.get(parent) !== "directory") throw unsafe(`member '${shown(name)}' is not under a directory of the archive`);
     }
-    const twice = name === "." ? this.topSeen : this.kinds.has(name);
+    // a directory the archive implied may still come as a member of its own, once
+    const implied = this.implicit?.delete(name) && member.kind === "directory";
+    const twice = name === "." ? this.topSeen : this.kinds.has(name) && !implied;
     if (twice) throw unsafe(`member '${shown(name)}' appears twice in the archive`);
     if (name === ".") this.topSeen = true;
     if (member.kind === "hardlink") {
@@ -346,6 +359,17 @@ export class DirectoryArchiveCheck {
       }
     }
     if (name !== ".") this.kinds.set(name, member.kind);
+  }
+
+  /** Records `path` and its missing ancestors as directories the archive implies. */
+  private implyDirectories(path: string): void {
+    const parts = path.split("/");
+    for (let i = 1; i <= parts.length; i++) {
+      const ancestor = parts.slice(0, i).join("/");
+      if (this.kinds.has(ancestor)) continue;
+      this.kinds.set(ancestor, "directory");
+      this.implicit!.add(ancestor);
+    }
   }
 
   /** The normal relative form of a member name: no empty or `.` parts; absolute names and `..` refused. */
