@@ -301,3 +301,11 @@ test("with implicit parents, members may come without their directories; a paren
   assert.equal(code(Buffer.concat([header({ name: "l", type: "2", linkname: "/etc" }), file("l/passwd", "x"), end]), options), "archive_unsafe_path");
   assert.equal(code(Buffer.concat([file("f", "x"), file("f/g", "x"), end]), options), "archive_unsafe_path");
 });
+
+test("a lower name limit for an extractor that adds a path of its own", () => {
+  const bytes = Buffer.concat([top, pax([["path", `./${"n".repeat(200)}/`]]), header({ name: "./x", type: "5" }), pax([["path", `./${"n".repeat(200)}/${"m".repeat(200)}`]]), file("./x", "x"), end]);
+  assert.equal(code(bytes), "accepted");
+  assert.equal(code(bytes, { maxNameBytes: 401 }), "accepted");
+  assert.equal(code(bytes, { maxNameBytes: 400 }), "path_too_long");
+  assert.equal(code(bytes, { maxNameBytes: 100_000 }), "accepted");
+});

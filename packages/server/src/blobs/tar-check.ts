@@ -73,6 +73,12 @@ export interface CheckOptions {
    * the archive made as anything but a directory is still refused.
    */
   implicitParents?: boolean;
+  /**
+   * A lower limit than `maxNameBytes` on member names, for an extractor that
+   * joins them to a long path of its own (the engine's archive API works on
+   * full paths on the host, which the kernel limits to PATH_MAX).
+   */
+  maxNameBytes?: number;
   /** Called with each member once it is checked. */
   onMember?: (member: CheckedMember) => void;
 }
@@ -153,6 +159,7 @@ export class DirectoryArchiveCheck {
   private readonly onMember?: (member: CheckedMember) => void;
   private readonly exclude?: (relative: string) => boolean;
   private readonly linksStayInside: boolean;
+  private readonly maxName: number;
   /** With `implicitParents`: directories the archive implies and has not named (yet). */
   private readonly implicit: Set<string> | null;
   /** True while the content of a member left out passes. */
@@ -172,6 +179,7 @@ export class DirectoryArchiveCheck {
     this.onMember = options.onMember;
     this.exclude = normalize ? options.exclude : undefined;
     this.linksStayInside = options.linksStayInside ?? false;
+    this.maxName = Math.min(options.maxNameBytes ?? maxNameBytes, maxNameBytes);
     this.implicit = options.implicitParents ? new Set() : null;
   }
 
@@ -381,7 +389,7 @@ export class DirectoryArchiveCheck {
     if (parts.includes("..")) throw unsafe(`member '${shown(raw)}' climbs out with '..'`);
     const name = parts.length ? parts.join("/") : ".";
     if (parts.some((part) => part.length > maxComponentBytes)) throw new StrataError("path_too_long", `member '${shown(raw)}' has a name part longer than ${maxComponentBytes} bytes`);
-    if (name.length > maxNameBytes) throw new StrataError("path_too_long", `member '${shown(raw).slice(0, 200)}...' has a path of ${name.length} bytes; the limit is ${maxNameBytes}`);
+    if (name.length > this.maxName) throw new StrataError("path_too_long", `member '${shown(raw).slice(0, 200)}...' has a path of ${name.length} bytes; the limit here is ${this.maxName}`);
     return name;
   }
 

@@ -96,7 +96,9 @@ async function applyThroughEngine(ctx: Context, containerId: string, plan: Direc
     const blob = ctx.blobs.read(snapshot.contentDigest!);
     // the engine reads only the archive the check wrote, as tar does on the host
     const body = new PassThrough();
-    const flowing = pipeline(blob, checkedArchive(true, { linksStayInside: true }), body);
+    // the engine extracts on full host paths (its own prefix, about 100 bytes, then the path): PATH_MAX bounds the names
+    const maxNameBytes = 4095 - 256 - Buffer.byteLength(path) - 1;
+    const flowing = pipeline(blob, checkedArchive(true, { linksStayInside: true, maxNameBytes }), body);
     const [flowed, put] = await Promise.allSettled([flowing, ctx.engine.putArchive(containerId, path, body)]);
     if (flowed.status === "rejected") throw flowed.reason;
     if (put.status === "rejected") throw put.reason;
