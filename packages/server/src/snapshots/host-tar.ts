@@ -126,7 +126,9 @@ export async function hostTar(root: string, path: string, signal?: AbortSignal):
  * directory the archive itself made (tar replaces a link standing there with
  * the directory, so a link already in the sandbox is never followed), hard
  * links only to regular files of the archive, no special files, each name
- * once; otherwise `archive_unsafe_path` before tar has made anything of it.
+ * once; otherwise `archive_unsafe_path`, and tar is killed before it reads the
+ * member refused (what it made before stays: restores go into a container
+ * that is removed when they fail).
  * Owners, modes, times, links and file capabilities are kept.
  */
 export async function hostUntar(root: string, path: string, source: Readable, signal?: AbortSignal): Promise<void> {
