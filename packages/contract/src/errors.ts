@@ -23,6 +23,8 @@ export const errorStatus = {
   snapshot_exists: 409,
   archive_invalid: 400,
   archive_unsafe_path: 400,
+  special_file_unsupported: 422,
+  path_too_long: 422,
   archive_digest_mismatch: 400,
   archive_truncated: 400,
   registry_not_configured: 409,

@@ -107,7 +107,7 @@ export const GcReport = Type.Object({
 export type GcReport = Static<typeof GcReport>;
 
 export const VerifyPart = Type.Object({
-  part: Type.Union([Type.Literal("manifest"), Type.Literal("image"), Type.Literal("layer"), Type.Literal("blob")]),
+  part: Type.Union([Type.Literal("manifest"), Type.Literal("image"), Type.Literal("layer"), Type.Literal("blob"), Type.Literal("archive")]),
   ref: Type.String({ description: "What was checked: a file, an image id or a blob digest." }),
   expected: Type.String(),
   actual: Type.Optional(Type.String()),

@@ -105,3 +105,29 @@ test("written headers are read back by a real tar reader, long names through pax
   new TarScanner((entry) => scanned.push(entry)).push(Buffer.concat(parts));
   assert.deepEqual(scanned.map((e) => [e.name, e.size]), names.map((name, i) => [name, 1000 + i]));
 });
+
+test("a pax size record is honoured as tar honours it; a GNU header's time fields are no name prefix", () => {
+  const header = (name: string, type: string, size: number, magic = "ustar\x0000", tail?: string) => {
+    const block = Buffer.alloc(512);
+    block.write(name, 0, 100, "latin1");
+    block.write(`${size.toString(8).padStart(11, "0")}\0`, 124, "latin1");
+    block.write(type, 156, "latin1");
+    block.write(magic, 257, "latin1");
+    if (tail) block.write(tail, 345, "latin1");
+    let sum = 8 * 0x20;
+    for (let i = 0; i < 512; i++) if (i < 148 || i >= 156) sum += block[i]!;
+    block.write(`${sum.toString(8).padStart(6, "0")}\0 `, 148, "latin1");
+    return block;
+  };
+  const record = "10 size=0\n";
+  const bytes = Buffer.concat([
+    header("././@PaxHeader", "x", record.length), Buffer.from(record.padEnd(512, "\0")),
+    header("innocent", "0", 1024),
+    header("sda", "4", 0),
+    header("gnu", "0", 0, "ustar  \0", "12345670123"),
+    Buffer.alloc(1024),
+  ]);
+  const entries: TarEntry[] = [];
+  new TarScanner((entry) => entries.push(entry)).push(bytes);
+  assert.deepEqual(entries.map((e) => [e.type, e.name, e.size]), [["0", "innocent", 0], ["4", "sda", 0], ["0", "gnu", 0]]);
+});

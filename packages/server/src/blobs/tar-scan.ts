@@ -36,9 +36,9 @@ function checksum(header: Buffer): number {
 
 const text = (field: Buffer) => field.toString("utf8").replace(/\0.*$/s, "");
 
-/** The `path` and `linkpath` records of a pax extended header. */
-function parsePax(body: Buffer): { name?: string; linkname?: string } {
-  const out: { name?: string; linkname?: string } = {};
+/** The `path`, `linkpath` and `size` records of a pax extended header. */
+function parsePax(body: Buffer): { name?: string; linkname?: string; size?: number } {
+  const out: { name?: string; linkname?: string; size?: number } = {};
   let offset = 0;
   while (offset < body.length) {
     const space = body.indexOf(0x20, offset);
@@ -49,6 +49,12 @@ function parsePax(body: Buffer): { name?: string; linkname?: string } {
     const key = record.slice(0, equals);
     if (key === "path") out.name = record.slice(equals + 1);
     else if (key === "linkpath") out.linkname = record.slice(equals + 1);
+    else if (key === "size") {
+      // honoured as tar honours it: a reader that skipped it would see other members than tar does
+      const value = record.slice(equals + 1);
+      if (!/^[0-9]{1,15}$/.test(value)) throw new Error("a pax size record is not a number");
+      out.size = parseInt(value, 10);
+    }
     offset += length;
   }
   return out;
@@ -61,7 +67,7 @@ export class TarScanner {
   ended = false;
   /** The body of an extension header being collected. */
   private extension: { type: string; size: number; parts: Buffer[]; held: number } | null = null;
-  private pending: { name?: string; linkname?: string } = {};
+  private pending: { name?: string; linkname?: string; size?: number } = {};
   /** Content bytes of the current entry not yet passed on. */
   private content = 0;
 
@@ -114,7 +120,7 @@ export class TarScanner {
     const recorded = parseInt(header.toString("ascii", 148, 156).replace(/\0.*$/, "").trim(), 8);
     if (recorded !== checksum(header)) throw new Error("a tar header fails its checksum");
     const type = String.fromCharCode(header[156] || 48);
-    const size = parseSize(header);
+    const size = !"xgLK".includes(type) && this.pending.size !== undefined ? this.pending.size : parseSize(header);
     this.skip = Math.ceil(size / block) * block;
     if ("xgLK".includes(type)) {
       if (size > maxExtension) throw new Error(`a ${type} extension header of ${size} bytes`);
@@ -123,7 +129,8 @@ export class TarScanner {
       return;
     }
     let name = text(header.subarray(0, 100));
-    const ustar = header.toString("ascii", 257, 262) === "ustar";
+    // only POSIX ustar has a prefix field; GNU's magic ("ustar  ") keeps times there
+    const ustar = header.toString("latin1", 257, 263) === "ustar\0";
     const prefix = ustar ? text(header.subarray(345, 500)) : "";
     if (prefix) name = `${prefix}/${name}`;
     const entry = {

@@ -11,6 +11,7 @@ import { readlink } from "node:fs/promises";
 import { hostUntar, openInRoot } from "../snapshots/host-tar.js";
 import { ensureDirectory } from "./files.js";
 import { PassThrough } from "node:stream";
+import { checkedArchive } from "../blobs/tar-check.js";
 
 export interface DirectoryRestore {
   snapshot: Snapshot;
@@ -93,8 +94,11 @@ async function applyThroughEngine(ctx: Context, containerId: string, plan: Direc
   for (const { snapshot, path } of plan) {
     await ensureDirectory(ctx, containerId, path);
     const blob = ctx.blobs.read(snapshot.contentDigest!);
+    // the engine reads only the archive the check wrote, as tar does on the host
     const body = new PassThrough();
-    const flowing = pipeline(blob, body);
+    // the engine extracts on full host paths (its own prefix, about 100 bytes, then the path): PATH_MAX bounds the names
+    const maxNameBytes = 4095 - 256 - Buffer.byteLength(path) - 1;
+    const flowing = pipeline(blob, checkedArchive(true, { linksStayInside: true, maxNameBytes }), body);
     const [flowed, put] = await Promise.allSettled([flowing, ctx.engine.putArchive(containerId, path, body)]);
     if (flowed.status === "rejected") throw flowed.reason;
     if (put.status === "rejected") throw put.reason;

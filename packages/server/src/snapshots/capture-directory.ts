@@ -1,13 +1,18 @@
 // Capturing a directory snapshot: an archive of the path (entries relative
-// to it, so the digest does not depend on where it came from),
-// filtered by the excludes, streamed into a content-addressed blob.
+// to it, so the digest does not depend on where it came from), read through
+// the same check every restore runs and stored in its normalized form, less
+// the excludes, as a content-addressed blob. What the blob holds is what the
+// sandbox sees, or the capture fails with a code: special files (devices,
+// fifos, sockets) are `special_file_unsupported` (no restore path can make
+// them as they were: gVisor sandboxes see no host fifo, and device numbers as
+// 0,0), names too long to restore are `path_too_long`.
 import { posix } from "node:path";
-import { PassThrough, type Readable } from "node:stream";
+import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { StrataError, type Snapshot } from "@strata/contract";
 import picomatch from "picomatch";
-import tar from "tar-stream";
 import type { StoredBlob } from "../blobs/store.js";
+import { checkedArchive, maxNameBytes } from "../blobs/tar-check.js";
 import type { Context } from "../context.js";
 import { hostTar } from "./host-tar.js";
 import type { ManifestV1 } from "./manifest.js";
@@ -32,27 +37,6 @@ export function excluder(patterns: string[]): (relative: string) => boolean {
   };
 }
 
-/** Re-packs a tar stream without the excluded entries. */
-function filterTar(source: Readable, excluded: (relative: string) => boolean): Readable {
-  const extract = tar.extract();
-  const pack = tar.pack();
-  extract.on("entry", (header, entry, next) => {
-    const relative = header.name.replace(/^\.\/?/, "");
-    if (relative && excluded(relative)) {
-      entry.on("end", next);
-      entry.resume();
-      return;
-    }
-    const sink = pack.entry(header, (error) => (error ? extract.destroy(error) : next()));
-    (entry as unknown as Readable).pipe(sink);
-  });
-  extract.on("finish", () => pack.finalize());
-  pipeline(source, extract).catch((error) => pack.destroy(error));
-  const out = new PassThrough();
-  pipeline(pack as unknown as Readable, out).catch((error) => out.destroy(error));
-  return out;
-}
-
 /** Checks before the 202: the path exists and is a directory. */
 export async function checkDirectory(ctx: Context, containerId: string, path: string): Promise<void> {
   const stat = await ctx.engine.statPath(containerId, posix.normalize(path));
@@ -66,17 +50,65 @@ export async function checkDirectory(ctx: Context, containerId: string, path: st
  * The directory as a tar stream: read on the host when the engine keeps the
  * running sandbox's files here (twice as fast), else the engine's archive.
  */
-async function readDirectory(ctx: Context, containerId: string, path: string, signal: AbortSignal): Promise<Readable> {
+async function readDirectory(ctx: Context, containerId: string, path: string, excluded: (relative: string) => boolean, signal: AbortSignal): Promise<Readable> {
   const root = await ctx.engine.hostRootfs(containerId);
   if (root) return hostTar(root, path, signal);
+  await probeSandboxView(ctx, containerId, path, signal, { excluded, longPaths: true });
   return (await ctx.engine.getArchive(containerId, archivePath(path), signal)).tar;
+}
+
+/** A glob that matches itself only: `[`, `*`, `?` and `\` escaped. */
+const literal = (text: string) => text.replace(/[[\]*?\\]/g, "\\$&");
+
+/**
+ * The engine's archive reads the container's files from the host, which is
+ * not what every sandbox sees: a gVisor sandbox keeps its fifos and sockets
+ * to itself, and the engine leaves out, with only a line in its own log,
+ * sockets and paths longer than the host allows. So when the sandbox runs,
+ * `find` inside it looks for what the archive would miss; any such entry not
+ * excluded fails the capture with its code. An image without `find` is not
+ * probed. `fifosOnly` for a container snapshot, whose commit leaves sockets
+ * out on every runtime (a socket is made by its listener, not restored).
+ */
+export async function probeSandboxView(
+  ctx: Context, containerId: string, path: string, signal: AbortSignal,
+  options: { excluded?: (relative: string) => boolean; longPaths?: boolean; fifosOnly?: boolean } = {},
+): Promise<void> {
+  const excluded = options.excluded ?? (() => false);
+  const container = await ctx.engine.inspectContainer(containerId);
+  if (container?.state !== "running") return;
+  const top = archivePath(path);
+  const tooLong = `${literal(top)}/${"?".repeat(maxNameBytes)}*`;
+  const types = options.fifosOnly ? ["-type", "p"] : ["-type", "p", "-o", "-type", "s", "-o", "-type", "c", "-o", "-type", "b"];
+  const cmd = ["find", top, "-xdev", "(", ...types, ")", "-print",
+    ...(options.longPaths ? ["-o", "-path", tooLong, "-print"] : [])];
+  const found: Buffer[] = [];
+  let outcome;
+  try {
+    outcome = await ctx.engine.exec(containerId, { cmd, timeoutMs: 120_000 }, { onOutput: (kind, data) => kind === "stdout" && found.push(data), signal });
+  } catch {
+    return; // no `find` in the image: the exec is refused
+  }
+  if (outcome.exitCode === 126 || outcome.exitCode === 127) return;
+  for (const line of Buffer.concat(found).toString("utf8").split("\n")) {
+    if (!line.startsWith(`${top}/`)) continue;
+    const relative = line.slice(top.length + 1);
+    if (excluded(relative)) continue;
+    if (Buffer.byteLength(relative) > maxNameBytes) {
+      throw new StrataError("path_too_long", `'${relative.slice(0, 200)}...' is longer than ${maxNameBytes} bytes below the directory; it cannot be restored`);
+    }
+    throw new StrataError("special_file_unsupported", `'${relative}' is a special file (device, fifo or socket): the snapshot could not keep it as the sandbox sees it`);
+  }
 }
 
 export async function captureDirectory(ctx: Context, record: Snapshot, containerId: string, signal: AbortSignal): Promise<Snapshot> {
   const path = record.path!;
-  const archive = await readDirectory(ctx, containerId, path, signal);
-  const source = record.exclude?.length ? filterTar(archive, excluder(record.exclude)) : archive;
-  const blob = await ctx.blobs.writeTar(source, { limitBytes: ctx.config.maxSnapshotBytes, signal });
+  const excluded = excluder(record.exclude ?? []);
+  const archive = await readDirectory(ctx, containerId, path, excluded, signal);
+  const check = checkedArchive(true, { specialCode: "special_file_unsupported", exclude: excluded });
+  // a failure either side ends both (and the tar or the engine's reply behind the archive)
+  pipeline(archive, check).catch(() => undefined);
+  const blob = await ctx.blobs.writeTar(check, { limitBytes: ctx.config.maxSnapshotBytes, signal });
   try {
     if (signal.aborted) throw new StrataError("internal", "snapshot deleted while creating");
     return finish(ctx, record, blob);

@@ -10,6 +10,7 @@ import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { StrataError, type Snapshot } from "@strata/contract";
 import tar from "tar-stream";
+import { checkedArchive } from "../blobs/tar-check.js";
 import { labelKeys, snapshotRepo, type Context } from "../context.js";
 import type { ManifestV1 } from "./manifest.js";
 import { markReady } from "./ready.js";
@@ -59,7 +60,8 @@ export async function unpackCheckpoint(source: Readable, dir: string): Promise<v
       stream.resume();
     }
   });
-  await pipeline(source, extract);
+  // the directory archive check first: a name twice, or under a file, is refused (4xx) before anything is written over
+  await pipeline(source, checkedArchive(true), extract);
 }
 
 /**

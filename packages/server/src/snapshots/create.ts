@@ -9,7 +9,7 @@ import { labelKeys, snapshotRepo, type Context } from "../context.js";
 import { DockerApiError } from "../engine/docker-client.js";
 import { engineError } from "../engine/errors.js";
 import { findSandbox } from "../sandboxes/lifecycle.js";
-import { captureDirectory, checkDirectory } from "./capture-directory.js";
+import { captureDirectory, checkDirectory, probeSandboxView } from "./capture-directory.js";
 import { pushSnapshot } from "./push.js";
 import { captureMemory } from "./capture-memory.js";
 import type { ManifestV1 } from "./manifest.js";
@@ -79,7 +79,7 @@ export async function createSnapshot(ctx: Context, sandboxRef: string, request: 
       ? captureDirectoryJob(ctx, record, containerId, signal)
       : kind === "memory"
         ? captureMemoryJob(ctx, record, containerId, signal)
-        : captureContainer(ctx, record, containerId, signal));
+        : captureContainer(ctx, record, containerId, signal, row.isolation === "gvisor"));
     if (ctx.config.autoPush && ctx.registry && !signal.aborted && ctx.index.findSnapshot(record.id)?.status === "ready") {
       await pushSnapshot(ctx, record.id, { signal }).catch((error) =>
         ctx.config.log({ event: "auto_push_failed", snapshotId: record.id, message: (error as Error).message }),
@@ -89,9 +89,11 @@ export async function createSnapshot(ctx: Context, sandboxRef: string, request: 
   return record;
 }
 
-async function captureContainer(ctx: Context, record: Snapshot, containerId: string, signal: AbortSignal): Promise<void> {
+async function captureContainer(ctx: Context, record: Snapshot, containerId: string, signal: AbortSignal, gvisor: boolean): Promise<void> {
   let imageId: string | undefined;
   try {
+    // a gVisor sandbox keeps its fifos to itself: the commit would miss them
+    if (gvisor) await probeSandboxView(ctx, containerId, "/", signal, { fifosOnly: true });
     // The commit is never cut short: an engine left committing would make an
     // image no record owns. An abort is honoured once it returns.
     imageId = await ctx.engine.commit(containerId, {

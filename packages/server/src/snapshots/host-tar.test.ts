@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { StrataError } from "@strata/contract";
 import tar from "tar-stream";
+import { createServer } from "node:net";
 import { hostTar, hostUntar, openInRoot } from "./host-tar.js";
 
 function fixture(): { root: string; cleanup: () => void } {
@@ -107,6 +108,25 @@ test("extraction never leaves its directory, whatever the archive or the links a
     await hostUntar(root, "/abs/new/dir", await crafted([{ name: "./", type: "directory" }, { name: "./f", body: "made" }]));
     assert.equal(readFileSync(join(root, "new/dir/f"), "utf8"), "made");
   } finally {
+    cleanup();
+  }
+});
+
+test("a socket, which tar leaves out with only a warning, fails the read with special_file_unsupported", async () => {
+  const { root, cleanup } = fixture();
+  const server = createServer();
+  try {
+    await new Promise<void>((resolve, reject) => server.listen(join(root, "data/sock"), resolve).on("error", reject));
+    const stream = await hostTar(root, "/data");
+    const code = await (async () => {
+      for await (const _chunk of stream) {
+        // drained to the end, where tar's verdict comes
+      }
+      return "read";
+    })().catch((error: StrataError) => error.code);
+    assert.equal(code, "special_file_unsupported");
+  } finally {
+    server.close();
     cleanup();
   }
 });

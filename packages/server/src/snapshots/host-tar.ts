@@ -9,10 +9,10 @@ import { spawn, type ChildProcess, type ChildProcessByStdio } from "node:child_p
 import { constants } from "node:fs";
 import { lstat, mkdir, open, readlink, type FileHandle } from "node:fs/promises";
 import { posix } from "node:path";
-import { Transform, type Readable, type Writable } from "node:stream";
+import type { Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { StrataError } from "@strata/contract";
-import { TarScanner, type TarEntry } from "../blobs/tar-scan.js";
+import { checkedArchive } from "../blobs/tar-check.js";
 import { adopt, batchedInto, childOutput } from "../streams.js";
 
 const maxLinks = 40;
@@ -75,7 +75,9 @@ export async function openInRoot(root: string, path: string, options: { create?:
 function spawnWith(handle: FileHandle, signal: AbortSignal | undefined, command: string, args: string[], stdin: "ignore" | "pipe"): ChildProcess {
   try {
     const out = stdin === "pipe" ? "ignore" : "pipe";
-    return adopt(spawn(command, args, { stdio: [stdin, out, "pipe", handle.fd], signal, killSignal: "SIGKILL" }));
+    // the C locale: names pass as bytes, and tar's messages are the ones matched below
+    const env = { ...process.env, LC_ALL: "C" };
+    return adopt(spawn(command, args, { stdio: [stdin, out, "pipe", handle.fd], signal, killSignal: "SIGKILL", env }));
   } catch (error) {
     void handle.close();
     throw error;
@@ -95,52 +97,38 @@ export async function hostTar(root: string, path: string, signal?: AbortSignal):
     "--format=posix", "--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime,delete=mtime",
     "--xattrs", "--xattrs-include=security.capability", ".",
   ], "ignore") as unknown as ChildProcessByStdio<null, Readable, Readable>;
+  // tar leaves sockets out with only a warning: the snapshot would miss them silently
+  let socket: string | null = null;
+  let tail = "";
+  child.stderr.on("data", (data: Buffer) => {
+    const text = tail + data.toString("latin1");
+    socket ??= /([^\n]*): socket ignored/.exec(text)?.[1]?.replace(/^tar: /, "") ?? null;
+    tail = text.slice(-300);
+  });
   // 1 is tar's "a file changed as it was read": the sandbox runs on, as it does for the engine's archive
-  const out = childOutput(child, (code, killed, stderr) =>
-    code === 0 || code === 1 ? null : new StrataError("internal", `reading '${path}' failed (tar ${code ?? killed}): ${stderr}`));
+  const out = childOutput(child, (code, killed, stderr) => {
+    if (socket !== null) return new StrataError("special_file_unsupported", `'${socket}' is a socket: special files are not kept in directory snapshots`);
+    return code === 0 || code === 1 ? null : new StrataError("internal", `reading '${path}' failed (tar ${code ?? killed}): ${stderr}`);
+  });
+  // tar may end, and the stream fail, while this waits below, before the
+  // caller has a listener on it: the error stays on the stream (its
+  // `errored`), which the caller's pipeline or iterator reports
+  out.on("error", () => undefined);
   // only now that every listener is on: the child may end while this waits
   await handle.close();
   return out;
 }
 
 /**
- * Refuses tar members that could lead an extraction on the host out of its
- * directory: absolute names, `..`, members under anything but a directory
- * the archive itself made (tar turns an existing link there into a
- * directory, so a link already in the sandbox is never followed), and hard
- * links to anything but a regular file the archive holds. Our own captures
- * always pass; an archive crafted elsewhere and imported may not.
- */
-export class ExtractGuard {
-  private readonly kinds = new Map<string, "directory" | "file" | "other">([[".", "directory"]]);
-
-  check(entry: TarEntry): void {
-    const name = this.normal(entry.name);
-    const unsafe = (why: string) => new StrataError("archive_unsafe_path", `member '${entry.name}' is refused: ${why}`);
-    if (!"0125673".includes(entry.type)) throw unsafe(`tar type '${entry.type}' is not restored`);
-    if (name === ".") {
-      if (entry.type !== "5") throw unsafe("the top of the archive must be a directory");
-      return;
-    }
-    const parent = posix.dirname(name);
-    if (this.kinds.get(parent) !== "directory") throw unsafe(`'${parent}' is not a directory of the archive`);
-    if (entry.type === "1" && this.kinds.get(this.normal(entry.linkname)) !== "file") {
-      throw unsafe(`a hard link to '${entry.linkname}', which is not a regular file of the archive`);
-    }
-    this.kinds.set(name, entry.type === "5" ? "directory" : entry.type === "0" || entry.type === "7" ? "file" : "other");
-  }
-
-  private normal(raw: string): string {
-    if (raw.startsWith("/") || raw.includes("\0")) throw new StrataError("archive_unsafe_path", `member '${raw}' has an absolute name`);
-    const parts = raw.split("/").filter((part) => part && part !== ".");
-    if (parts.includes("..")) throw new StrataError("archive_unsafe_path", `member '${raw}' climbs out with '..'`);
-    return parts.length ? parts.join("/") : ".";
-  }
-}
-
-/**
- * Extracts a tar stream into the directory at `path` under `root` (made when
- * missing), checking every member with ExtractGuard before tar sees it.
+ * Extracts a directory archive into the directory at `path` under `root`
+ * (made when missing). Tar reads only the normalized archive the check writes
+ * (blobs/tar-check.ts): no absolute names or `..`, every member under a
+ * directory the archive itself made (tar replaces a link standing there with
+ * the directory, so a link already in the sandbox is never followed), hard
+ * links only to regular files of the archive, no special files, each name
+ * once; otherwise `archive_unsafe_path`, and tar is killed before it reads the
+ * member refused (what it made before stays: restores go into a container
+ * that is removed when they fail).
  * Owners, modes, times, links and file capabilities are kept.
  */
 export async function hostUntar(root: string, path: string, source: Readable, signal?: AbortSignal): Promise<void> {
@@ -156,18 +144,7 @@ export async function hostUntar(root: string, path: string, source: Readable, si
     child.on("close", (code) => resolve(code));
   });
   exited.catch(() => undefined); // awaited below; a failed spawn must not count as unhandled meanwhile
-  const guard = new ExtractGuard();
-  const scanner = new TarScanner((entry) => guard.check(entry));
-  const check = new Transform({
-    transform(chunk: Buffer, _encoding, done) {
-      try {
-        scanner.push(chunk);
-      } catch (error) {
-        return done(error instanceof StrataError ? error : new StrataError("archive_unsafe_path", (error as Error).message));
-      }
-      done(null, chunk);
-    },
-  });
+  const check = checkedArchive(true);
   child.stdin.on("error", () => undefined); // tar's verdict comes from its exit code
   await handle.close(); // only now that every listener is on: the child may end while this waits
   try {

@@ -1,10 +1,12 @@
 // Restoring from an imageUri: a snapshot pushed to a registry, pinned by
 // digest, becomes a local snapshot (origin imageUri) so lineage carries on. A
 // container image is pulled by the engine; a directory artifact's layer is
-// fetched, checked against its digests and stored as a blob.
+// fetched, checked against its digests and by the directory archive check,
+// and stored as a blob.
 import { createHash, randomUUID } from "node:crypto";
 import { Transform } from "node:stream";
 import { StrataError, type Snapshot } from "@strata/contract";
+import { checkedArchive } from "../blobs/tar-check.js";
 import { unzstdStream } from "../blobs/zstd.js";
 import type { Context } from "../context.js";
 import { engineError } from "../engine/errors.js";
@@ -60,7 +62,10 @@ export async function snapshotFromImageUri(ctx: Context, imageUri: string, signa
       const source = (await client.getBlob(repo, layer.digest)).pipe(check);
       const unzstd = unzstdStream();
       source.on("error", (error) => unzstd.destroy(error));
-      const blob = await ctx.blobs.writeTar(source.pipe(unzstd), { signal });
+      // read through the check every restore runs: a snapshot that turns ready restores
+      const archive = checkedArchive(false);
+      unzstd.on("error", (error) => archive.destroy(error));
+      const blob = await ctx.blobs.writeTar(source.pipe(unzstd).pipe(archive), { signal });
       pinned = blob.digest;
       if (blob.digest !== expected) {
         if (blob.created) ctx.blobs.remove(blob.digest);
