@@ -59,18 +59,27 @@ export class SandboxFiles {
     return new TextDecoder().decode(await this.read(path, options));
   }
 
-  /** Writes a file, making its parent directories; the data may be a stream. */
-  async write(path: string, data: string | Uint8Array | ReadableStream<Uint8Array>, options: CallOptions = {}): Promise<UploadResult> {
+  /**
+   * Writes a file at path as the sandbox resolves it (links followed inside
+   * the sandbox), making missing parent directories; the data may be a
+   * stream. A new file belongs to `owner` (`user[:group]`, names or numbers)
+   * or the sandbox's user, with `mode` (octal, e.g. "0600") or 0644; an
+   * overwritten file keeps its owner and mode unless they are given. The
+   * result's `path` is where the file landed.
+   */
+  async write(
+    path: string, data: string | Uint8Array | ReadableStream<Uint8Array>, options: CallOptions & { owner?: string; mode?: string } = {},
+  ): Promise<UploadResult> {
     return this.http.json<UploadResult>({
-      method: "PUT", path: `/v1/sandboxes/${this.id}/files`, query: { path },
+      method: "PUT", path: `/v1/sandboxes/${this.id}/files`, query: { path, owner: options.owner, mode: options.mode },
       body: data as Body, contentType: "application/octet-stream", signal: options.signal,
     });
   }
 
-  /** Extracts a tar archive into the directory at path. */
-  async writeTar(path: string, tar: Uint8Array | ReadableStream<Uint8Array>, options: CallOptions = {}): Promise<UploadResult> {
+  /** Extracts a tar archive into the directory at path; missing directories are made, owned by `owner` or the sandbox's user. */
+  async writeTar(path: string, tar: Uint8Array | ReadableStream<Uint8Array>, options: CallOptions & { owner?: string } = {}): Promise<UploadResult> {
     return this.http.json<UploadResult>({
-      method: "PUT", path: `/v1/sandboxes/${this.id}/files`, query: { path },
+      method: "PUT", path: `/v1/sandboxes/${this.id}/files`, query: { path, owner: options.owner },
       body: tar as Body, contentType: "application/x-tar", signal: options.signal,
     });
   }
