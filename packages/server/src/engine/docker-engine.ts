@@ -62,7 +62,8 @@ function run(command: string, args: string[], cwd: string): Promise<void> {
 function pathFailure(text: string, path: string): PathFailure | null {
   if (/too many links/i.test(text)) return new PathFailure("loop", path);
   if (/not a directory/i.test(text)) return new PathFailure("not_directory", path);
-  if (/no such file or directory|could not find the file/i.test(text)) return new PathFailure("vanished", path);
+  // what the engine's extraction meets when the sandbox adds or removes a name it is walking
+  if (/no such file or directory|could not find the file|file exists|directory not empty/i.test(text)) return new PathFailure("changed", path);
   return null;
 }
 
@@ -295,7 +296,7 @@ export class DockerEngine implements Engine {
       const again = await this.client.request({ method: "GET", path: `/containers/${containerId}/archive`, query: { path } });
       if (again.status < 400) {
         again.body.destroy();
-        throw new PathFailure("vanished", path);
+        throw new PathFailure("changed", path);
       }
       const text = await readText(again.body);
       if (again.status === 404) return null;
@@ -377,7 +378,7 @@ export class DockerEngine implements Engine {
     const reply = await this.client.request({ method: "GET", path: `/containers/${containerId}/archive`, query: { path }, signal });
     if (reply.status >= 400) {
       const text = await readText(reply.body);
-      if (reply.status === 404) throw new PathFailure("vanished", path);
+      if (reply.status === 404) throw new PathFailure("changed", path);
       throw pathFailure(text, path) ?? new DockerApiError(reply.status, text, "archive");
     }
     const stat = parseStat(reply.headers["x-docker-container-path-stat"]);
@@ -391,7 +392,7 @@ export class DockerEngine implements Engine {
     });
     const text = await readText(reply.body);
     if (reply.status >= 400) {
-      if (reply.status === 404) throw new PathFailure("vanished", path);
+      if (reply.status === 404) throw new PathFailure("changed", path);
       throw pathFailure(text, path) ?? new DockerApiError(reply.status, text, "archive");
     }
   }

@@ -93,11 +93,11 @@ export interface TransferProgress {
 
 /**
  * A path the engine could not resolve inside a container: a loop of
- * symbolic links, a component that is not a directory, or one that vanished
- * while the engine walked it (the sandbox changed it meanwhile).
+ * symbolic links, a component that is not a directory, or one that appeared or
+ * vanished while the engine walked it (the sandbox changed it meanwhile).
  */
 export class PathFailure extends Error {
-  constructor(readonly reason: "loop" | "not_directory" | "vanished", readonly path: string) {
+  constructor(readonly reason: "loop" | "not_directory" | "changed", readonly path: string) {
     super(reason === "loop" ? `too many levels of symbolic links in '${path}'`
       : reason === "not_directory" ? `a component of '${path}' is not a directory` : `'${path}' changed while it was read`);
   }

@@ -42,8 +42,8 @@ export async function readFile(ctx: Context, idOrName: string, path: string, sig
   const { containerId } = await runningSandbox(ctx, idOrName);
   try {
     const target = await resolveSandboxPath(ctx.engine, containerId, path);
-    if (target.missing.length) throw new StrataError("path_not_found", `'${path}' does not exist in the sandbox`);
     refuseRuntimeManaged(target.path, path);
+    if (target.missing.length) throw new StrataError("path_not_found", `'${path}' does not exist in the sandbox`);
     const archive = await ctx.engine.getArchive(containerId, target.path, signal);
     // the engine resolved the path again: it must still be what the walk found
     if (archive.stat.isSymlink || archive.stat.isDirectory !== target.stat.isDirectory) {
@@ -207,10 +207,13 @@ async function ownerAndMode(ctx: Context, containerId: string, path: string): Pr
  * existing directories keep their owner, mode and times. Returns the whole
  * path resolved. bad_request when it exists and is not a directory.
  */
-export async function makeDirectories(ctx: Context, containerId: string, target: ResolvedPath, owner: Owner = root): Promise<string> {
+export async function makeDirectories(
+  ctx: Context, containerId: string, target: Pick<ResolvedPath, "existing" | "stat" | "missing">, owner: Owner = root,
+): Promise<string> {
+  const path = posix.join(target.existing, ...target.missing);
   if (!target.missing.length) {
-    if (!target.stat.isDirectory) throw new StrataError("bad_request", `'${target.path}' exists and is not a directory`);
-    return target.path;
+    if (!target.stat.isDirectory) throw new StrataError("bad_request", `'${path}' exists and is not a directory`);
+    return path;
   }
   const pack = tar.pack();
   const mtime = new Date();
@@ -219,7 +222,7 @@ export async function makeDirectories(ctx: Context, containerId: string, target:
   }
   pack.finalize();
   await ctx.engine.putArchive(containerId, target.existing, pack as unknown as Readable);
-  return target.path;
+  return path;
 }
 
 /**
@@ -301,8 +304,7 @@ export async function writeFile(ctx: Context, idOrName: string, path: string, up
       header = { name: posix.basename(target.path), uid: named.uid, gid: named.gid, mode: mode ?? kept.mode };
     } else {
       const made = await owner();
-      const parent = { ...target, missing: target.missing.slice(0, -1) };
-      directory = await makeDirectories(ctx, containerId, parent, made);
+      directory = await makeDirectories(ctx, containerId, { existing: target.existing, stat: target.stat, missing: target.missing.slice(0, -1) }, made);
       header = { name: target.missing.at(-1)!, uid: made.uid, gid: made.gid, mode: mode ?? 0o644 };
     }
     await uploadOneFile(ctx, containerId, directory, header, upload, limit, counter);

@@ -62,8 +62,8 @@ function filterTar(source: Readable, excluded: (relative: string) => boolean): R
  */
 export async function checkDirectory(ctx: Context, containerId: string, path: string): Promise<void> {
   const target = await resolveSandboxPath(ctx.engine, containerId, path, "body/path");
-  if (target.missing.length) throw new StrataError("path_not_found", `'${path}' does not exist in the sandbox`);
   refuseRuntimeManaged(target.path, path);
+  if (target.missing.length) throw new StrataError("path_not_found", `'${path}' does not exist in the sandbox`);
   if (!target.stat.isDirectory) throw new StrataError("bad_request", `'${path}' is not a directory`);
 }
 
