@@ -37,6 +37,8 @@ after(async () => {
     for (const sandbox of await t.strata.sandboxes.list()) await sandbox.delete().catch(() => undefined);
     for (const snapshot of snapshots.reverse()) await snapshot.delete({ force: true }).catch(() => undefined);
     await t.strata.gc().catch(() => undefined);
+    const left = await t.server.context.engine.listImages({ "dev.strata.server": t.server.context.serverId });
+    assert.deepEqual(left.map((image) => image.tags), [], "the test leaves no image in the engine");
   } finally {
     await t.close();
     rmSync(contextDir, { recursive: true, force: true });
