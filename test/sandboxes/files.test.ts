@@ -86,6 +86,8 @@ for (const isolation of ["runc", "gvisor"] as const) {
       // a tar upload: the missing directories are the sandbox user's, existing ones untouched
       const tar = await sandbox.files.stream("/home/app/sub");
       const bytes = new Uint8Array(await new Response(tar.body).arrayBuffer());
+      assert.equal(await errorCode(sandbox.files.writeTar("/tmp/garbage", new Uint8Array(1000).fill(7))), "bad_request");
+      assert.equal(await errorCode(sandbox.files.writeTar("/tmp/garbage", bytes.slice(0, 700))), "bad_request");
       await sandbox.files.writeTar("/tmp/unpacked/here", bytes);
       assert.equal(await out(sandbox, "stat -c %a:%U /tmp /tmp/unpacked; cat /tmp/unpacked/here/sub/deeper/b.txt"), "1777:root\n755:app\nprivate");
     } finally {
@@ -164,6 +166,12 @@ test("paths the runtime mounts over are refused on upload, download, capture and
     assert.equal(await errorCode(sandbox.files.write("/shm/x", "x")), "path_runtime_managed");
     assert.equal(await errorCode(sandbox.files.read("/proc/1/status")), "path_runtime_managed");
     assert.equal(await errorCode(sandbox.files.read("/sys")), "path_runtime_managed");
+    // files the engine binds in: readable, never replaced (by a file or by a tar member)
+    assert.match(await sandbox.files.readText("/etc/hostname"), /^[0-9a-f]{12}\n$/);
+    assert.equal(await errorCode(sandbox.files.write("/etc/hosts", "1.2.3.4 x")), "path_runtime_managed");
+    const etc = await sandbox.files.stream("/etc");
+    const etcBytes = new Uint8Array(await new Response(etc.body).arrayBuffer());
+    assert.equal(await errorCode(sandbox.files.writeTar("/", etcBytes)), "path_runtime_managed");
     assert.equal(await errorCode(sandbox.snapshotDirectory("/dev/shm")), "path_runtime_managed");
     const containers = await t.containers();
     for (const isolation of ["runc", "gvisor"] as const) {

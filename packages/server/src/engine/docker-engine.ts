@@ -62,6 +62,7 @@ function run(command: string, args: string[], cwd: string): Promise<void> {
 function pathFailure(text: string, path: string): PathFailure | null {
   if (/too many links/i.test(text)) return new PathFailure("loop", path);
   if (/not a directory/i.test(text)) return new PathFailure("not_directory", path);
+  if (/device or resource busy/i.test(text)) return new PathFailure("mounted", path);
   // what the engine's extraction meets when the sandbox adds or removes a name it is walking
   if (/no such file or directory|could not find the file|file exists|directory not empty/i.test(text)) return new PathFailure("changed", path);
   return null;
@@ -393,6 +394,8 @@ export class DockerEngine implements Engine {
     const text = await readText(reply.body);
     if (reply.status >= 400) {
       if (reply.status === 404) throw new PathFailure("changed", path);
+      // a body that is not a tar (or is cut short) is the caller's input, not the engine's fault
+      if (/invalid tar header|unexpected EOF/i.test(text)) throw new DockerApiError(400, "the upload is not a complete tar archive", "archive");
       throw pathFailure(text, path) ?? new DockerApiError(reply.status, text, "archive");
     }
   }

@@ -92,14 +92,16 @@ export interface TransferProgress {
 }
 
 /**
- * A path the engine could not resolve inside a container: a loop of
- * symbolic links, a component that is not a directory, or one that appeared or
- * vanished while the engine walked it (the sandbox changed it meanwhile).
+ * A path the engine could not resolve or write inside a container: a loop
+ * of symbolic links, a component that is not a directory, one that appeared
+ * or vanished while the engine walked it (the sandbox changed it meanwhile),
+ * or a file the runtime mounts there, which cannot be replaced.
  */
 export class PathFailure extends Error {
-  constructor(readonly reason: "loop" | "not_directory" | "changed", readonly path: string) {
+  constructor(readonly reason: "loop" | "not_directory" | "changed" | "mounted", readonly path: string) {
     super(reason === "loop" ? `too many levels of symbolic links in '${path}'`
-      : reason === "not_directory" ? `a component of '${path}' is not a directory` : `'${path}' changed while it was read`);
+      : reason === "not_directory" ? `a component of '${path}' is not a directory`
+      : reason === "mounted" ? `something under '${path}' is a mount point the runtime holds` : `'${path}' changed while it was read`);
   }
 }
 

@@ -156,6 +156,7 @@ export async function ownerIn(ctx: Context, containerId: string, spec: string, f
   if (!spec) return root;
   const [user, group] = spec.split(":", 2) as [string, string | undefined];
   const numeric = (text: string) => (/^\d{1,10}$/.test(text) && Number(text) <= 0xfffffffe ? Number(text) : null);
+  if (group !== undefined && numeric(user) !== null && numeric(group) !== null) return { uid: numeric(user)!, gid: numeric(group)! };
   const passwd = accounts(await readSmallFile(ctx, containerId, "/etc/passwd"));
   let uid = numeric(user);
   const entry = uid === null ? passwd.find((fields) => fields[0] === user) : passwd.find((fields) => numeric(fields[2] ?? "") === uid);
@@ -231,7 +232,7 @@ export async function makeDirectories(
  */
 export async function ensureDirectory(ctx: Context, containerId: string, path: string, owner: Owner = root): Promise<string> {
   const target = await resolveSandboxPath(ctx.engine, containerId, path);
-  refuseRuntimeManaged(target.path, path);
+  refuseRuntimeManaged(target.path, path, { write: true });
   return makeDirectories(ctx, containerId, target, owner);
 }
 
@@ -284,7 +285,7 @@ export async function writeFile(ctx: Context, idOrName: string, path: string, up
     const container = await ctx.engine.inspectContainer(containerId);
     await refuseInvisibleWrite(ctx, container);
     const target = await resolveSandboxPath(ctx.engine, containerId, path);
-    refuseRuntimeManaged(target.path, path);
+    refuseRuntimeManaged(target.path, path, { write: true });
     const owner = () => ownerIn(ctx, containerId, upload.owner ?? container?.user ?? "", upload.owner !== undefined ? "query/owner" : "the image's USER");
     if (upload.contentType === "application/x-tar") {
       const directory = await makeDirectories(ctx, containerId, target, await owner());

@@ -34,7 +34,7 @@ export async function planDirectoryRestores(ctx: Context, entries: CreateSandbox
     const raw = entry.path ?? snapshot.path!;
     const path = normalSandboxPath(raw, `${field}/path`);
     // a link in the image may still lead there: checked again, resolved, when the directory is made
-    refuseRuntimeManaged(path, raw);
+    refuseRuntimeManaged(path, raw, { write: true });
     if (path === "/") {
       throw new StrataError("bad_request", `${field}/path: a directory cannot be restored over / (give a path)`);
     }
@@ -82,7 +82,7 @@ async function hostTarget(ctx: Context, containerId: string, path: string): Prom
       const real = await readlink(`/proc/self/fd/${handle.fd}`);
       if (real !== mounted.root && !real.startsWith(`${mounted.root}/`)) throw new StrataError("internal", `'${path}' resolved outside the container (${real})`);
       const inside = real.slice(mounted.root.length) || "/";
-      refuseRuntimeManaged(inside, path);
+      refuseRuntimeManaged(inside, path, { write: true });
       return { layer: mounted.writableLayer, path: inside };
     } finally {
       await handle.close();

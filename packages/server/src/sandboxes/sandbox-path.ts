@@ -21,6 +21,13 @@ const maxLinks = 40;
 const runtimeManaged = ["/proc", "/sys", "/dev"];
 
 /**
+ * Files the engine binds over the sandbox's at start: readable, but a write
+ * fails in the engine (the mount is busy) and a directory restored there
+ * would stop the sandbox from starting.
+ */
+const runtimeBound = ["/etc/hosts", "/etc/hostname", "/etc/resolv.conf"];
+
+/**
  * The components of an absolute sandbox path, `.` and empty ones dropped;
  * `..` kept for the walk. path_invalid when the text cannot name exactly one
  * file: not absolute, NUL, a lone UTF-16 surrogate (no UTF-8 spelling), a
@@ -52,9 +59,13 @@ function printable(raw: string): string {
   return String(raw).slice(0, 200).replace(/[\u0000-\u001f\uD800-\uDFFF]/g, "?");
 }
 
-/** path_runtime_managed when the (resolved) path is one the runtime mounts over, or below one. */
-export function refuseRuntimeManaged(resolved: string, given = resolved): void {
-  const hit = runtimeManaged.find((mount) => resolved === mount || resolved.startsWith(`${mount}/`));
+/**
+ * path_runtime_managed when the (resolved) path is one the runtime mounts
+ * over, or below one; for writes, also the files the engine binds in.
+ */
+export function refuseRuntimeManaged(resolved: string, given = resolved, options: { write?: boolean } = {}): void {
+  const mounts = options.write ? [...runtimeManaged, ...runtimeBound] : runtimeManaged;
+  const hit = mounts.find((mount) => resolved === mount || resolved.startsWith(`${mount}/`));
   if (hit) {
     throw new StrataError("path_runtime_managed",
       `'${printable(given)}' is under ${hit}, which the runtime mounts over the sandbox's files: what is written there is hidden from the sandbox`);
@@ -144,6 +155,9 @@ export function pathError(error: unknown, raw: string): StrataError | null {
   if (!(error instanceof PathFailure)) return null;
   if (error.reason === "loop") return loop(raw);
   if (error.reason === "not_directory") return new StrataError("bad_request", `'${printable(raw)}': a component is not a directory`);
+  if (error.reason === "mounted") {
+    return new StrataError("path_runtime_managed", `'${printable(raw)}' reaches a file the runtime mounts into the sandbox, which cannot be replaced`);
+  }
   return changed(raw);
 }
 
