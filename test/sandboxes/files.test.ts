@@ -143,6 +143,8 @@ test("a path that is not valid after decoding is a 400 path_invalid, and nothing
     assert.equal(await errorCode(sandbox.files.write(`/tmp/${"n".repeat(256)}`, "x")), "path_invalid");
     assert.equal(await errorCode(sandbox.snapshotDirectory("/tmp/\ud800")), "path_invalid");
     assert.equal(await errorCode(sandbox.snapshotDirectory("/tmp/../..")), "path_invalid");
+    assert.equal(await errorCode(sandbox.exec(["pwd"], { cwd: "/tmp/a\u0000b" })), "path_invalid");
+    assert.equal(await errorCode(sandbox.exec(["pwd"], { cwd: "/tmp/\ud800" })), "path_invalid");
     assert.equal(await out(sandbox, "ls -A /tmp /"), before);
     // a valid name of any other byte is that name
     const name = "/tmp/sp ace+plus%25 é";
