@@ -70,7 +70,10 @@ for (const isolation of ["runc", "gvisor"] as const) {
       const written = await sandbox.files.write("/tmp/newdir/a.txt", "hello");
       assert.equal(written.path, "/tmp/newdir/a.txt");
       assert.equal(await out(sandbox, "stat -c %a:%U /tmp /tmp/newdir /tmp/newdir/a.txt"), "1777:root\n755:app\n644:app\n");
+      // (not /: the overlay changes its time when it copies /home up, as for any write by the sandbox)
+      const grandparents = await out(sandbox, "stat -c %Y:%a:%u:%g /home");
       await sandbox.files.write("/home/app/sub/deeper/b.txt", "private");
+      assert.equal(await out(sandbox, "stat -c %Y:%a:%u:%g /home"), grandparents, "directories above the first one made keep their times too");
       assert.equal(await out(sandbox, "stat -c %a:%U /home/app /home/app/sub /home/app/sub/deeper/b.txt"), "700:app\n755:app\n644:app\n");
       assert.equal(await out(sandbox, "cat /home/app/sub/deeper/b.txt"), "private");
 
