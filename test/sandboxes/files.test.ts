@@ -130,6 +130,14 @@ test("a loop of links anywhere in a path is path_symlink_loop, for reads, writes
     assert.equal(await errorCode(sandbox.snapshotDirectory("/loop")), "path_symlink_loop");
     assert.equal(await errorCode(sandbox.snapshotDirectory("/a/inside")), "path_symlink_loop");
     assert.equal(await out(sandbox, "readlink /loop; readlink /a"), "/loop\nb\n");
+    const dir = await (await sandbox.snapshotDirectory("/usr/mylib")).waitUntilReady();
+    snapshots.push(dir);
+    const containers = await t.containers();
+    for (const isolation of ["runc", "gvisor"] as const) {
+      const created = t.strata.sandboxes.create({ snapshotId: image.id, isolation, directorySnapshots: [{ snapshotId: dir.id, path: "/loop/restored" }] });
+      assert.equal(await errorCode(created), "path_symlink_loop", isolation);
+    }
+    assert.equal(await t.containers(), containers, "no container left by a refused restore");
   } finally {
     await sandbox.delete();
   }
