@@ -15,6 +15,7 @@ import {
   SandboxParams,
   StopSandboxQuery,
   UploadResult,
+  WriteFilesQuery,
   ForkReply,
 } from "./sandbox.js";
 import {
@@ -116,7 +117,7 @@ export const routes = {
     method: "PUT", url: "/v1/sandboxes/:id/files", operationId: "writeFile", tag: "files",
     summary: "Upload a file (octet-stream body) or extract a tar (x-tar body) into the directory at path.",
     params: SandboxParams,
-    query: FilesQuery,
+    query: WriteFilesQuery,
     rawBody: ["application/octet-stream", "application/x-tar"],
     replies: { 200: UploadResult },
   },

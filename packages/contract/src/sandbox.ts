@@ -199,10 +199,32 @@ export const ExecEvent = Type.Union([
 ]);
 export type ExecEvent = Static<typeof ExecEvent>;
 
-export const FilesQuery = Type.Object(
-  { path: Type.String({ pattern: "^/[^\\u0000]*$", maxLength: limits.pathChars, description: "Absolute path inside the sandbox." }) },
+const SandboxPath = Type.String({
+  maxLength: limits.pathChars,
+  description: "Absolute path inside the sandbox, resolved as the sandbox resolves it (links followed inside the sandbox). " +
+    "A path that is not absolute, holds NUL, climbs above / with '..' or is not valid UTF-8 is a 400 `path_invalid`.",
+});
+
+export const FilesQuery = Type.Object({ path: SandboxPath }, { additionalProperties: false });
+
+export const WriteFilesQuery = Type.Object(
+  {
+    path: SandboxPath,
+    owner: Type.Optional(Type.String({
+      maxLength: 256,
+      pattern: "^[^:]+(:[^:]+)?$",
+      description: "Owner of what the upload creates (and of an overwritten file): `user[:group]`, names or numbers, looked up in " +
+        "the sandbox's /etc/passwd and /etc/group. Default: the sandbox's user (the image's USER, root when unset) for new files " +
+        "and directories; an overwritten file keeps its owner.",
+    })),
+    mode: Type.Optional(Type.String({
+      pattern: "^0?[0-7]{3,4}$",
+      description: "Octal permissions of the uploaded file (octet-stream uploads only). Default: 0644 for a new file; an overwritten file keeps its mode.",
+    })),
+  },
   { additionalProperties: false },
 );
+export type WriteFilesQuery = Static<typeof WriteFilesQuery>;
 
 export const UploadResult = Type.Object({ path: Type.String(), bytes: Type.Integer() });
 export type UploadResult = Static<typeof UploadResult>;

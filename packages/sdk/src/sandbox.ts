@@ -78,25 +78,32 @@ export class SandboxFiles {
   }
 
   /**
-   * Writes a file, replacing one that is there and making missing parent
-   * directories; the data may be a stream (sent without buffering). Resolves
-   * with what the server wrote (`UploadResult`: path and bytes).
+   * Writes a file at path as the sandbox resolves it (links followed inside
+   * the sandbox), making missing parent directories; the data may be a
+   * stream. A new file belongs to `owner` (`user[:group]`, names or numbers)
+   * or the sandbox's user, with `mode` (octal, e.g. "0600") or 0644; an
+   * overwritten file keeps its owner and mode unless they are given. The
+   * body is sent without buffering. Resolves with `UploadResult`: `path`
+   * (where the file landed) and `bytes`.
    */
-  async write(path: string, data: string | Uint8Array | ReadableStream<Uint8Array>, options: CallOptions = {}): Promise<UploadResult> {
+  async write(
+    path: string, data: string | Uint8Array | ReadableStream<Uint8Array>, options: CallOptions & { owner?: string; mode?: string } = {},
+  ): Promise<UploadResult> {
     return this.http.json<UploadResult>({
-      method: "PUT", path: `/v1/sandboxes/${this.id}/files`, query: { path },
+      method: "PUT", path: `/v1/sandboxes/${this.id}/files`, query: { path, owner: options.owner, mode: options.mode },
       body: data as Body, contentType: "application/octet-stream", signal: options.signal,
     });
   }
 
   /**
-   * Extracts an uncompressed tar archive into the directory at path (made when
-   * missing). Throws `archive_unsafe_path` for members that would land outside
-   * it, `archive_invalid` for data that is not a tar.
+   * Extracts an uncompressed tar archive into the directory at path; missing
+   * directories are made, owned by `owner` or the sandbox's user. Throws
+   * `archive_unsafe_path` for members that would land outside it,
+   * `bad_request` for data that is not a tar.
    */
-  async writeTar(path: string, tar: Uint8Array | ReadableStream<Uint8Array>, options: CallOptions = {}): Promise<UploadResult> {
+  async writeTar(path: string, tar: Uint8Array | ReadableStream<Uint8Array>, options: CallOptions & { owner?: string } = {}): Promise<UploadResult> {
     return this.http.json<UploadResult>({
-      method: "PUT", path: `/v1/sandboxes/${this.id}/files`, query: { path },
+      method: "PUT", path: `/v1/sandboxes/${this.id}/files`, query: { path, owner: options.owner },
       body: tar as Body, contentType: "application/x-tar", signal: options.signal,
     });
   }

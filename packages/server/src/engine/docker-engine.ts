@@ -8,7 +8,7 @@ import type {
   CommitSpec, ContainerInfo, ContainerSpec, ContainerState, Engine, ExecHandlers, ExecOutcome, ExecSpec, ImageInfo, ImageSummary, PathStat,
   TransferProgress, BuildSpec,
 } from "./engine.js";
-import { BuildFailure } from "./engine.js";
+import { BuildFailure, PathFailure } from "./engine.js";
 import { RegistryFailure } from "./engine.js";
 import { demultiplexer } from "./multiplex.js";
 
@@ -25,7 +25,7 @@ interface DockerImage {
 interface DockerContainer {
   Id: string;
   State: { Status: ContainerState; ExitCode: number };
-  Config: { Labels?: Record<string, string> | null };
+  Config: { Labels?: Record<string, string> | null; User?: string };
   HostConfig?: { Runtime?: string };
   GraphDriver?: { Name?: string; Data?: Record<string, string> | null };
 }
@@ -56,6 +56,16 @@ function run(command: string, args: string[], cwd: string): Promise<void> {
     child.on("error", reject);
     child.on("close", (code) => (code === 0 ? resolve() : reject(new Error(`${command} failed (${code}): ${stderr.trim()}`))));
   });
+}
+
+/** The engine's archive refusals that are about the container's path, not about the engine. */
+function pathFailure(text: string, path: string): PathFailure | null {
+  if (/too many links/i.test(text)) return new PathFailure("loop", path);
+  if (/not a directory/i.test(text)) return new PathFailure("not_directory", path);
+  if (/device or resource busy/i.test(text)) return new PathFailure("mounted", path);
+  // what the engine's extraction meets when the sandbox adds or removes a name it is walking
+  if (/no such file or directory|could not find the file|file exists|directory not empty/i.test(text)) return new PathFailure("changed", path);
+  return null;
 }
 
 function notFound(error: unknown): boolean {
@@ -208,7 +218,10 @@ export class DockerEngine implements Engine {
   async inspectContainer(id: string): Promise<ContainerInfo | null> {
     try {
       const c = await this.client.json<DockerContainer>({ method: "GET", path: `/containers/${id}/json` });
-      return { id: c.Id, state: c.State.Status, exitCode: c.State.ExitCode, labels: c.Config.Labels ?? {} };
+      return {
+        id: c.Id, state: c.State.Status, exitCode: c.State.ExitCode, labels: c.Config.Labels ?? {},
+        user: c.Config.User ?? "", runtime: c.HostConfig?.Runtime ?? "runc",
+      };
     } catch (error) {
       if (notFound(error)) return null;
       throw error;
@@ -293,8 +306,26 @@ export class DockerEngine implements Engine {
     const reply = await this.client.request({ method: "HEAD", path: `/containers/${containerId}/archive`, query: { path } });
     reply.body.resume();
     if (reply.status === 404) return null;
-    if (reply.status >= 400) throw new DockerApiError(reply.status, `stat ${path} failed`, "archive");
+    if (reply.status >= 400) {
+      // a HEAD reply has no body: ask again with GET, which fails the same way before any tar is sent, to learn why
+      const again = await this.client.request({ method: "GET", path: `/containers/${containerId}/archive`, query: { path } });
+      if (again.status < 400) {
+        again.body.destroy();
+        throw new PathFailure("changed", path);
+      }
+      const text = await readText(again.body);
+      if (again.status === 404) return null;
+      throw pathFailure(text, path) ?? new DockerApiError(again.status, text, "archive");
+    }
     return parseStat(reply.headers["x-docker-container-path-stat"]);
+  }
+
+  private runtimes: Record<string, { runtimeArgs?: string[] | null }> | undefined;
+
+  async runtimeArgs(runtime: string): Promise<string[] | null> {
+    this.runtimes ??= (await this.client.json<{ Runtimes?: Record<string, { runtimeArgs?: string[] | null }> }>({ method: "GET", path: "/info" })).Runtimes ?? {};
+    const found = this.runtimes[runtime];
+    return found ? found.runtimeArgs ?? [] : null;
   }
 
   /**
@@ -362,7 +393,8 @@ export class DockerEngine implements Engine {
     const reply = await this.client.request({ method: "GET", path: `/containers/${containerId}/archive`, query: { path }, signal });
     if (reply.status >= 400) {
       const text = await readText(reply.body);
-      throw new DockerApiError(reply.status, text, "archive");
+      if (reply.status === 404) throw new PathFailure("changed", path);
+      throw pathFailure(text, path) ?? new DockerApiError(reply.status, text, "archive");
     }
     const stat = parseStat(reply.headers["x-docker-container-path-stat"]);
     if (!stat) throw new DockerApiError(500, "engine sent no path stat", "archive");
@@ -374,7 +406,12 @@ export class DockerEngine implements Engine {
       method: "PUT", path: `/containers/${containerId}/archive`, query: { path }, body: tar, contentType: "application/x-tar", signal,
     });
     const text = await readText(reply.body);
-    if (reply.status >= 400) throw new DockerApiError(reply.status, text, "archive");
+    if (reply.status >= 400) {
+      if (reply.status === 404) throw new PathFailure("changed", path);
+      // a body that is not a tar (or is cut short) is the caller's input, not the engine's fault
+      if (/invalid tar header|unexpected EOF/i.test(text)) throw new DockerApiError(400, "the upload is not a complete tar archive", "archive");
+      throw pathFailure(text, path) ?? new DockerApiError(reply.status, text, "archive");
+    }
   }
 
   async commit(containerId: string, spec: CommitSpec): Promise<string> {

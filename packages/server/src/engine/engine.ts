@@ -35,6 +35,10 @@ export interface ContainerInfo {
   state: ContainerState;
   exitCode: number;
   labels: Record<string, string>;
+  /** The user processes run as (`user[:group]`, names or numbers; "" for root), when the engine reported it (inspect, not list). */
+  user?: string;
+  /** The runtime's name ("runc", "runsc"), when the engine reported it (inspect, not list). */
+  runtime?: string;
 }
 
 export interface ExecSpec {
@@ -87,6 +91,20 @@ export interface TransferProgress {
   total?: number;
 }
 
+/**
+ * A path the engine could not resolve or write inside a container: a loop
+ * of symbolic links, a component that is not a directory, one that appeared
+ * or vanished while the engine walked it (the sandbox changed it meanwhile),
+ * or a file the runtime mounts there, which cannot be replaced.
+ */
+export class PathFailure extends Error {
+  constructor(readonly reason: "loop" | "not_directory" | "changed" | "mounted", readonly path: string) {
+    super(reason === "loop" ? `too many levels of symbolic links in '${path}'`
+      : reason === "not_directory" ? `a component of '${path}' is not a directory`
+      : reason === "mounted" ? `something under '${path}' is a mount point the runtime holds` : `'${path}' changed while it was read`);
+  }
+}
+
 /** A failure reported by a registry through the engine. */
 export class RegistryFailure extends Error {
   constructor(readonly reason: "unavailable" | "denied" | "not_found" | "other", message: string) {
@@ -124,8 +142,14 @@ export interface Engine {
   /** Containers carrying all these labels, running or not. */
   listContainers(labels: Record<string, string>): Promise<ContainerInfo[]>;
   exec(containerId: string, spec: ExecSpec, handlers: ExecHandlers): Promise<ExecOutcome>;
-  /** Stat of a path; null when it does not exist. */
+  /**
+   * Stat of a path (its last component not followed); null when it does not
+   * exist. Links above the last component are followed inside the container;
+   * PathFailure when they loop or pass through a file.
+   */
   statPath(containerId: string, path: string): Promise<PathStat | null>;
+  /** The arguments the engine passes to a runtime it knows (`runsc`), or null when it does not know it. */
+  runtimeArgs(runtime: string): Promise<string[] | null>;
   /**
    * The running container's root filesystem as a directory on this host (the
    * overlay's merged view), or null when there is none to read here: a remote
@@ -143,9 +167,13 @@ export interface Engine {
   mountRootfs(containerId: string): Promise<{ root: string; writableLayer: string } | null>;
   /** Undoes mountRootfs; a container that is not mounted is not an error. */
   unmountRootfs(containerId: string): Promise<void>;
-  /** A tar stream of the path (a file or a directory). */
+  /** A tar stream of the path (a file or a directory); PathFailure as for statPath. */
   getArchive(containerId: string, path: string, signal?: AbortSignal): Promise<{ stat: PathStat; tar: Readable }>;
-  /** Extracts a tar stream into the directory at path, which must exist. */
+  /**
+   * Extracts a tar stream into the directory at path, which must exist.
+   * Members replace what stands at their names (directories merge, taking
+   * the member's owner, mode and times); PathFailure as for statPath.
+   */
   putArchive(containerId: string, path: string, tar: Readable, signal?: AbortSignal): Promise<void>;
   /** Commits the container's filesystem and config as an image; returns its id. */
   commit(containerId: string, spec: CommitSpec): Promise<string>;

@@ -9,6 +9,7 @@ import type { SandboxRow } from "../index/database.js";
 import { readySnapshot } from "../snapshots/find.js";
 import { snapshotFromImageUri } from "../snapshots/pull.js";
 import { startFromCheckpoint } from "../snapshots/capture-memory.js";
+import { keepTmpOnRootfs } from "./gvisor-tmp.js";
 import { applyDirectoryRestores, planDirectoryRestores } from "./restore-directories.js";
 import { toSandbox } from "./view.js";
 
@@ -115,7 +116,10 @@ export async function createSandbox(ctx: Context, request: CreateSandboxRequest)
     ctx.index.setSandboxContainer(row.id, containerId);
     await applyDirectoryRestores(ctx, containerId, directories);
     if (source.snapshot?.kind === "memory") await startFromCheckpoint(ctx, containerId, source.snapshot);
-    else await ctx.engine.startContainer(containerId);
+    else {
+      if (row.isolation === "gvisor") await keepTmpOnRootfs(ctx, containerId);
+      await ctx.engine.startContainer(containerId);
+    }
     ctx.index.markSandboxCreated(row.id, containerId);
   } catch (error) {
     if (containerId) await ctx.engine.removeContainer(containerId).catch(() => undefined);

@@ -5,6 +5,7 @@ import type { Context } from "../context.js";
 import { engineError } from "../engine/errors.js";
 import { DockerApiError } from "../engine/docker-client.js";
 import { findSandbox, runningSandbox } from "./lifecycle.js";
+import { parseSandboxPath } from "./sandbox-path.js";
 
 /**
  * The container to exec in. The engine itself refuses exec in a container that
@@ -31,6 +32,7 @@ function envList(env: Record<string, string> | undefined): string[] | undefined 
 
 /** Runs the command to its end and returns its output, each stream cut at the configured limit. */
 export async function execBuffered(ctx: Context, idOrName: string, request: ExecRequest, signal?: AbortSignal): Promise<ExecResult> {
+  if (request.cwd !== undefined) parseSandboxPath(request.cwd, "body/cwd"); // a cwd that names no directory is a 400, never another one
   const containerId = execTarget(ctx, idOrName);
   const limit = ctx.config.maxExecOutputBytes;
   const output = { stdout: [] as Buffer[], stderr: [] as Buffer[] };
@@ -74,6 +76,7 @@ export async function execStreaming(
   request: ExecRequest,
   signal: AbortSignal,
 ): Promise<(emit: (event: ExecEvent) => void) => Promise<void>> {
+  if (request.cwd !== undefined) parseSandboxPath(request.cwd, "body/cwd");
   const { containerId } = await runningSandbox(ctx, idOrName);
   return async (emit) => {
     const decoders = { stdout: new StringDecoder("utf8"), stderr: new StringDecoder("utf8") };

@@ -4,6 +4,7 @@ import { labelKeys, type Context } from "../context.js";
 import type { ContainerInfo } from "../engine/engine.js";
 import { engineError } from "../engine/errors.js";
 import type { SandboxRow } from "../index/database.js";
+import { keepTmpOnRootfs } from "./gvisor-tmp.js";
 import { statusOf, toSandbox } from "./view.js";
 
 /** The row of a sandbox by id or name, or sandbox_not_found. */
@@ -69,7 +70,12 @@ export async function startSandbox(ctx: Context, idOrName: string): Promise<Sand
   const container = await containerOf(ctx, row);
   if (!container) throw new StrataError("sandbox_not_running", `sandbox '${idOrName}' has no container to start`);
   if (container.state !== "running") {
-    await ctx.engine.startContainer(container.id).catch((error) => {
+    const start = async () => {
+      // the sandbox may have emptied its /tmp since: gVisor would then put a tmpfs over it again
+      if (row.isolation === "gvisor" && container.state !== "paused") await keepTmpOnRootfs(ctx, container.id);
+      await ctx.engine.startContainer(container.id);
+    };
+    await start().catch((error) => {
       throw engineError(error, "start sandbox");
     });
   }

@@ -1,7 +1,6 @@
 // Putting directory snapshots in place in a created (not yet started)
 // container: checked and planned before anything is made, applied parent
 // first, each blob verified as it streams.
-import { posix } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { StrataError, type CreateSandboxRequest, type Snapshot } from "@strata/contract";
 import type { Context } from "../context.js";
@@ -9,7 +8,8 @@ import { readySnapshot } from "../snapshots/find.js";
 import { snapshotFromImageUri } from "../snapshots/pull.js";
 import { readlink } from "node:fs/promises";
 import { hostUntar, openInRoot } from "../snapshots/host-tar.js";
-import { ensureDirectory } from "./files.js";
+import { ensureDirectory, putCheckedArchive } from "./files.js";
+import { normalSandboxPath, pathError, refuseRuntimeManaged } from "./sandbox-path.js";
 import { PassThrough } from "node:stream";
 import { checkedArchive } from "../blobs/tar-check.js";
 
@@ -33,8 +33,9 @@ export async function planDirectoryRestores(ctx: Context, entries: CreateSandbox
       throw new StrataError("bad_request", `${field}: '${entry.snapshotId ?? entry.imageUri}' is a ${snapshot.kind} snapshot, not a directory snapshot`);
     }
     const raw = entry.path ?? snapshot.path!;
-    if (!raw.startsWith("/")) throw new StrataError("bad_request", `${field}/path must be absolute`);
-    const path = posix.normalize(raw).replace(/\/+$/, "") || "/";
+    const path = normalSandboxPath(raw, `${field}/path`);
+    // a link in the image may still lead there: checked again, resolved, when the directory is made
+    refuseRuntimeManaged(path, raw, { write: true });
     if (path === "/") {
       throw new StrataError("bad_request", `${field}/path: a directory cannot be restored over / (give a path)`);
     }
@@ -81,7 +82,9 @@ async function hostTarget(ctx: Context, containerId: string, path: string): Prom
       await handle.chown(stat.uid, stat.gid); // a change of metadata copies the directory up
       const real = await readlink(`/proc/self/fd/${handle.fd}`);
       if (real !== mounted.root && !real.startsWith(`${mounted.root}/`)) throw new StrataError("internal", `'${path}' resolved outside the container (${real})`);
-      return { layer: mounted.writableLayer, path: real.slice(mounted.root.length) || "/" };
+      const inside = real.slice(mounted.root.length) || "/";
+      refuseRuntimeManaged(inside, path, { write: true });
+      return { layer: mounted.writableLayer, path: inside };
     } finally {
       await handle.close();
     }
@@ -92,15 +95,17 @@ async function hostTarget(ctx: Context, containerId: string, path: string): Prom
 
 async function applyThroughEngine(ctx: Context, containerId: string, plan: DirectoryRestore[]): Promise<void> {
   for (const { snapshot, path } of plan) {
-    await ensureDirectory(ctx, containerId, path);
-    const blob = ctx.blobs.read(snapshot.contentDigest!);
-    // the engine reads only the archive the check wrote, as tar does on the host
-    const body = new PassThrough();
-    // the engine extracts on full host paths (its own prefix, about 100 bytes, then the path): PATH_MAX bounds the names
-    const maxNameBytes = 4095 - 256 - Buffer.byteLength(path) - 1;
-    const flowing = pipeline(blob, checkedArchive(true, { linksStayInside: true, maxNameBytes }), body);
-    const [flowed, put] = await Promise.allSettled([flowing, ctx.engine.putArchive(containerId, path, body)]);
-    if (flowed.status === "rejected") throw flowed.reason;
-    if (put.status === "rejected") throw put.reason;
+    await restoreThroughEngine(ctx, containerId, snapshot, path).catch((error) => {
+      throw pathError(error, path) ?? error;
+    });
   }
+}
+
+async function restoreThroughEngine(ctx: Context, containerId: string, snapshot: Snapshot, path: string): Promise<void> {
+  // only the missing directories are made (root, 0755, as the engine makes them); existing ones keep owner, mode and times
+  const directory = await ensureDirectory(ctx, containerId, path);
+  const blob = ctx.blobs.read(snapshot.contentDigest!);
+  // the engine extracts on full host paths (its own prefix, about 100 bytes, then the path): PATH_MAX bounds the names
+  const maxNameBytes = 4095 - 256 - Buffer.byteLength(directory) - 1;
+  await putCheckedArchive(ctx, containerId, directory, blob, { linksStayInside: true, maxNameBytes });
 }

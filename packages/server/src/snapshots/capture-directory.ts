@@ -14,6 +14,7 @@ import picomatch from "picomatch";
 import type { StoredBlob } from "../blobs/store.js";
 import { checkedArchive, maxNameBytes } from "../blobs/tar-check.js";
 import type { Context } from "../context.js";
+import { refuseRuntimeManaged, resolveSandboxPath } from "../sandboxes/sandbox-path.js";
 import { hostTar } from "./host-tar.js";
 import type { ManifestV1 } from "./manifest.js";
 import { markReady } from "./ready.js";
@@ -37,13 +38,17 @@ export function excluder(patterns: string[]): (relative: string) => boolean {
   };
 }
 
-/** Checks before the 202: the path exists and is a directory. */
+/**
+ * Checks before the 202: the path, resolved as the sandbox resolves it (a
+ * link to a directory is captured as the directory it points to), exists, is
+ * a directory and is not one the runtime mounts over. path_invalid,
+ * path_symlink_loop, path_not_found, path_runtime_managed, bad_request.
+ */
 export async function checkDirectory(ctx: Context, containerId: string, path: string): Promise<void> {
-  const stat = await ctx.engine.statPath(containerId, posix.normalize(path));
-  if (!stat) throw new StrataError("path_not_found", `'${path}' does not exist in the sandbox`);
-  // a symbolic link to a directory is captured as the directory it points to
-  const target = stat.isSymlink ? await ctx.engine.statPath(containerId, archivePath(path)).catch(() => null) : stat;
-  if (!target?.isDirectory) throw new StrataError("bad_request", `'${path}' is not a directory`);
+  const target = await resolveSandboxPath(ctx.engine, containerId, path, "body/path");
+  refuseRuntimeManaged(target.path, path);
+  if (target.missing.length) throw new StrataError("path_not_found", `'${path}' does not exist in the sandbox`);
+  if (!target.stat.isDirectory) throw new StrataError("bad_request", `'${path}' is not a directory`);
 }
 
 /**

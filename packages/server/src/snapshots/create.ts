@@ -7,8 +7,10 @@ import { posix } from "node:path";
 import { StrataError, type CreateSnapshotRequest, type Snapshot } from "@strata/contract";
 import { labelKeys, snapshotRepo, type Context } from "../context.js";
 import { DockerApiError } from "../engine/docker-client.js";
+import { PathFailure } from "../engine/engine.js";
 import { engineError } from "../engine/errors.js";
 import { findSandbox } from "../sandboxes/lifecycle.js";
+import { pathError } from "../sandboxes/sandbox-path.js";
 import { captureDirectory, checkDirectory, probeSandboxView } from "./capture-directory.js";
 import { pushSnapshot } from "./push.js";
 import { captureMemory } from "./capture-memory.js";
@@ -126,8 +128,9 @@ async function captureDirectoryJob(ctx: Context, record: Snapshot, containerId: 
     await captureDirectory(ctx, record, containerId, signal);
   } catch (error) {
     if (signal.aborted) return;
-    const gone = error instanceof DockerApiError && error.status === 404;
-    markFailed(ctx, record, gone ? new StrataError("path_not_found", `'${record.path}' is gone from the sandbox`) : engineError(error, "capture directory"));
+    const gone = (error instanceof DockerApiError && error.status === 404) || (error instanceof PathFailure && error.reason === "changed");
+    const failure = gone ? new StrataError("path_not_found", `'${record.path}' is gone from the sandbox`) : pathError(error, record.path!);
+    markFailed(ctx, record, failure ?? engineError(error, "capture directory"));
   }
 }
 

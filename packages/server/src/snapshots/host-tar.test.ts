@@ -44,7 +44,7 @@ test("links resolve inside the root: absolute from the root, .. stops at it", as
     assert.equal(await resolved(root, "/data/etc-link"), join(root, "etc"));
     const code = async (path: string) => openInRoot(root, path).then(() => "opened", (error: StrataError) => error.code);
     assert.equal(await code("/missing"), "path_not_found");
-    assert.equal(await code("/loop"), "bad_request");
+    assert.equal(await code("/loop"), "path_symlink_loop");
     assert.equal(await code("/data/file-link"), "bad_request");
     assert.equal(await code("/etc/marker"), "bad_request");
   } finally {

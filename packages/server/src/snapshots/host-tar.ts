@@ -55,7 +55,7 @@ export async function openInRoot(root: string, path: string, options: { create?:
         const isLink = (code === "ELOOP" || code === "ENOTDIR") && (await lstat(at)).isSymbolicLink();
         if (!isLink) throw new StrataError("bad_request", `'${path}' is not a directory`);
         // a symbolic link: continue with its target
-        if (++links > maxLinks) throw new StrataError("bad_request", `'${path}' has too many levels of symbolic links`);
+        if (++links > maxLinks) throw new StrataError("path_symlink_loop", `'${path}' has a loop of symbolic links (or more than ${maxLinks} of them)`);
         const target = await readlink(at);
         if (target.startsWith("/")) while (stack.length > 1) await stack.pop()!.close();
         pending.unshift(...parts(target));
