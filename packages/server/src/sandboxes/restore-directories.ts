@@ -1,7 +1,6 @@
 // Putting directory snapshots in place in a created (not yet started)
 // container: checked and planned before anything is made, applied parent
 // first, each blob verified as it streams.
-import { pipeline } from "node:stream/promises";
 import { StrataError, type CreateSandboxRequest, type Snapshot } from "@strata/contract";
 import type { Context } from "../context.js";
 import { readySnapshot } from "../snapshots/find.js";
@@ -10,8 +9,6 @@ import { readlink } from "node:fs/promises";
 import { hostUntar, openInRoot } from "../snapshots/host-tar.js";
 import { ensureDirectory, putCheckedArchive } from "./files.js";
 import { normalSandboxPath, pathError, refuseRuntimeManaged } from "./sandbox-path.js";
-import { PassThrough } from "node:stream";
-import { checkedArchive } from "../blobs/tar-check.js";
 
 export interface DirectoryRestore {
   snapshot: Snapshot;
