@@ -89,8 +89,9 @@ for (const isolation of ["runc", "gvisor"] as const) {
       // a tar upload: the missing directories are the sandbox user's, existing ones untouched
       const tar = await sandbox.files.stream("/home/app/sub");
       const bytes = new Uint8Array(await new Response(tar.body).arrayBuffer());
-      assert.equal(await errorCode(sandbox.files.writeTar("/tmp/garbage", new Uint8Array(1000).fill(7))), "bad_request");
-      assert.equal(await errorCode(sandbox.files.writeTar("/tmp/garbage", bytes.slice(0, 700))), "bad_request");
+      // the directory-archive check reads the tar before the engine does
+      assert.equal(await errorCode(sandbox.files.writeTar("/tmp/garbage", new Uint8Array(1000).fill(7))), "archive_unsafe_path");
+      assert.equal(await errorCode(sandbox.files.writeTar("/tmp/garbage", bytes.slice(0, 700))), "archive_truncated");
       await sandbox.files.writeTar("/tmp/unpacked/here", bytes);
       assert.equal(await out(sandbox, "stat -c %a:%U /tmp /tmp/unpacked; cat /tmp/unpacked/here/sub/deeper/b.txt"), "1777:root\n755:app\nprivate");
     } finally {
@@ -154,7 +155,8 @@ test("a path that is not valid after decoding is a 400 path_invalid, and nothing
     assert.equal(await errorCode(sandbox.files.write(`/tmp/${"n".repeat(256)}`, "x")), "path_invalid");
     assert.equal(await errorCode(sandbox.snapshotDirectory("/tmp/\ud800")), "path_invalid");
     assert.equal(await errorCode(sandbox.snapshotDirectory("/tmp/../..")), "path_invalid");
-    assert.equal(await errorCode(sandbox.exec(["pwd"], { cwd: "/tmp/a\u0000b" })), "path_invalid");
+    // a NUL fails the request's schema first (400 bad_request naming body/cwd, as for every C string)
+    assert.equal(await errorCode(sandbox.exec(["pwd"], { cwd: "/tmp/a\u0000b" })), "bad_request");
     assert.equal(await errorCode(sandbox.exec(["pwd"], { cwd: "/tmp/\ud800" })), "path_invalid");
     assert.equal(await out(sandbox, "ls -A /tmp /"), before);
     // a valid name of any other byte is that name

@@ -99,7 +99,7 @@ export class SandboxFiles {
    * Extracts an uncompressed tar archive into the directory at path; missing
    * directories are made, owned by `owner` or the sandbox's user. Throws
    * `archive_unsafe_path` for members that would land outside it,
-   * `bad_request` for data that is not a tar.
+   * `archive_truncated` for a tar that ends early.
    */
   async writeTar(path: string, tar: Uint8Array | ReadableStream<Uint8Array>, options: CallOptions & { owner?: string } = {}): Promise<UploadResult> {
     return this.http.json<UploadResult>({
