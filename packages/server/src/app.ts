@@ -20,7 +20,7 @@ import { snapshotRoutes } from "./http/routes/snapshots.js";
 import { Idempotency } from "./http/idempotency.js";
 import multipart from "@fastify/multipart";
 import { Builds } from "./builds/builds.js";
-import { buildRoutes } from "./http/routes/builds.js";
+import { buildRoutes, maxFormFields } from "./http/routes/builds.js";
 import { Jobs } from "./snapshots/jobs.js";
 import { recoverSnapshots } from "./snapshots/recover.js";
 import { SnapshotStore } from "./snapshots/store.js";
@@ -84,7 +84,7 @@ async function buildHttp(ctx: Context, builds: Builds): Promise<FastifyInstance>
   sandboxRoutes(app, ctx, idempotency);
   fileRoutes(app, ctx);
   snapshotRoutes(app, ctx, idempotency);
-  await app.register(multipart, { limits: { fileSize: ctx.config.maxContextBytes, files: 1, fields: 16, fieldSize: 1024 * 1024 } });
+  await app.register(multipart, { limits: { fileSize: ctx.config.maxContextBytes, files: 1, fields: maxFormFields + 1, fieldSize: 1024 * 1024 } });
   buildRoutes(app, builds);
   return app;
 }

@@ -1,10 +1,10 @@
 // HTTP routes of builds: a multipart upload in, Server-Sent Events out.
 import { createWriteStream } from "node:fs";
-import { pipeline } from "node:stream/promises";
+import { finished, pipeline } from "node:stream/promises";
 import { routes, StrataError, type BuildLogEvent } from "@strata/contract";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { Builds, BuildRequest } from "../../builds/builds.js";
-import { normalizeDockerfilePath, readDockerfile } from "../../builds/context.js";
+import { normalizeDockerfilePath, prepareContext } from "../../builds/context.js";
 import { route } from "../route.js";
 
 type IdParams = { id: string };
@@ -22,12 +22,49 @@ function parseJsonField(name: string, value: string): Record<string, string> {
   return parsed as Record<string, string>;
 }
 
+/**
+ * Watches the raw body for the multipart closing delimiter (`--boundary--`),
+ * which the form parser does not report: a body cut short between parts
+ * would otherwise read as a whole form missing its later fields.
+ */
+function closingDelimiter(request: FastifyRequest): () => Promise<boolean> {
+  const boundary = /;\s*boundary=(?:"([^"]+)"|([^;\s]+))/i.exec(request.headers["content-type"] ?? "");
+  const closing = Buffer.from(`--${boundary?.[1] ?? boundary?.[2] ?? ""}--`);
+  let tail = Buffer.alloc(0);
+  const onData = (chunk: Buffer) => {
+    tail = Buffer.concat([tail, chunk]).subarray(-(closing.length + 64));
+  };
+  request.raw.on("data", onData);
+  const seen = () => tail.toString("latin1").trimEnd().endsWith(closing.toString("latin1"));
+  return async () => {
+    if (!seen() && !request.raw.readableEnded && !request.raw.destroyed) await finished(request.raw).catch(() => undefined);
+    request.raw.off("data", onData);
+    return seen();
+  };
+}
+
+const cutShort = () => new StrataError("bad_request", "the multipart upload ends before its closing boundary");
+
+/** The form fields a build takes. */
+const knownFields = new Set(["dockerfile", "buildArgs", "name", "labels", "replace"]);
+
+/**
+ * Fields read before a form is refused as too large. The form parser's own
+ * limit is one more: a limit it reaches stops the body under a file part
+ * being read, so this one must be reached first.
+ */
+export const maxFormFields = 16;
+
 /** Reads the multipart form: the context goes to disk as it streams, fields are collected. */
 async function readForm(request: FastifyRequest, contextFile: string): Promise<{ fields: Record<string, string>; hasContext: boolean }> {
   const fields: Record<string, string> = {};
   let hasContext = false;
+  let fieldCount = 0;
+  // the parser is piped first: a data listener added before would start the flow without it
+  const parts = request.parts();
+  const complete = closingDelimiter(request);
   try {
-    for await (const part of request.parts()) {
+    for await (const part of parts) {
       if (part.type === "file") {
         if (part.fieldname !== "context" || hasContext) {
           part.file.resume();
@@ -37,18 +74,29 @@ async function readForm(request: FastifyRequest, contextFile: string): Promise<{
         await pipeline(part.file, createWriteStream(contextFile));
         if (part.file.truncated) throw new StrataError("context_too_large", "the build context is over the server's limit");
       } else {
+        if (++fieldCount > maxFormFields) {
+          throw new StrataError("payload_too_large", `the form has more than ${maxFormFields} fields; send one 'context' file and the fields ${[...knownFields].join(", ")}`);
+        }
+        if (!knownFields.has(part.fieldname)) throw new StrataError("bad_request", `unknown field '${part.fieldname}'`);
+        if (part.valueTruncated || part.fieldnameTruncated) throw new StrataError("payload_too_large", `the field '${part.fieldname}' is over the server's limit`);
         fields[part.fieldname] = String(part.value);
       }
     }
   } catch (error) {
-    if ((error as { code?: string }).code === "FST_REQ_FILE_TOO_LARGE") {
-      throw new StrataError("context_too_large", "the build context is over the server's limit");
+    if (error instanceof StrataError) throw error;
+    const code = (error as { code?: string }).code;
+    if (code === "FST_REQ_FILE_TOO_LARGE") throw new StrataError("context_too_large", "the build context is over the server's limit");
+    if (code === "FST_INVALID_MULTIPART_CONTENT_TYPE") throw new StrataError("unsupported_media_type", "send the build as multipart/form-data");
+    if (code === "FST_PARTS_LIMIT" || code === "FST_FILES_LIMIT" || code === "FST_FIELDS_LIMIT") {
+      throw new StrataError("payload_too_large", `the form has too many parts (${(error as Error).message}); send one 'context' file and the fields dockerfile, buildArgs, name, labels, replace`);
     }
-    if ((error as { code?: string }).code === "FST_INVALID_MULTIPART_CONTENT_TYPE") {
-      throw new StrataError("unsupported_media_type", "send the build as multipart/form-data");
-    }
+    if (code === "FST_PROTO_VIOLATION") throw new StrataError("bad_request", "a form field is named after an object property");
+    const message = (error as Error).message ?? "";
+    if (/terminated early|unexpected end/i.test(message)) throw cutShort();
+    if (/malformed|boundary/i.test(message)) throw new StrataError("bad_request", `the multipart upload cannot be read: ${message}`);
     throw error;
   }
+  if (!(await complete())) throw cutShort();
   return { fields, hasContext };
 }
 
@@ -58,14 +106,12 @@ export function buildRoutes(app: FastifyInstance, builds: Builds): void {
     try {
       const { fields, hasContext } = await readForm(request, contextFile);
       if (!hasContext) throw new StrataError("bad_request", "the 'context' file field is required");
-      const known = new Set(["dockerfile", "buildArgs", "name", "labels", "replace"]);
-      for (const key of Object.keys(fields)) if (!known.has(key)) throw new StrataError("bad_request", `unknown field '${key}'`);
       const name = fields.name;
       if (name !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(name)) throw new StrataError("bad_request", "name must be a bare identifier of at most 128 characters");
       const dockerfile = normalizeDockerfilePath(fields.dockerfile ?? "Dockerfile");
       const buildRequest: BuildRequest = {
         dockerfile,
-        dockerfileText: await readDockerfile(contextFile, dockerfile),
+        dockerfileText: await prepareContext(contextFile, dockerfile),
         buildArgs: fields.buildArgs ? parseJsonField("buildArgs", fields.buildArgs) : {},
         ...(name ? { name } : {}),
         labels: fields.labels ? parseJsonField("labels", fields.labels) : {},
