@@ -38,6 +38,7 @@ export const errorStatus = {
   unsupported_media_type: 415,
   registry_unavailable: 502,
   engine_unavailable: 503,
+  insufficient_storage: 507,
   internal: 500,
 } as const;
 

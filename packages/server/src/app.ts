@@ -24,6 +24,7 @@ import { buildRoutes, maxFormFields } from "./http/routes/builds.js";
 import { Jobs } from "./snapshots/jobs.js";
 import { recoverSnapshots } from "./snapshots/recover.js";
 import { SnapshotStore } from "./snapshots/store.js";
+import { StagingBudget } from "./snapshots/staging.js";
 import { BlobStore } from "./blobs/store.js";
 import { RegistryClient } from "./registry/client.js";
 import { routes } from "@strata/contract";
@@ -106,7 +107,7 @@ export async function startServer(options: Partial<ServerConfig> = {}, engineOve
   const index = new Index(config.home);
   const context: Context = {
     config, engine, index, serverId: serverId(config.home), snapshots: new SnapshotStore(config.home),
-    blobs: new BlobStore(config.home), jobs: new Jobs(),
+    blobs: new BlobStore(config.home), jobs: new Jobs(), staging: new StagingBudget(config.maxStagingBytes),
     ...(config.registry ? { registry: new RegistryClient(config.registry) } : {}),
   };
   await recoverSnapshots(context);
