@@ -105,6 +105,8 @@ interface Loader {
   done?: Promise<void>;
   /** Header images the engine had before this import: never removed by it. */
   present: Set<string>;
+  /** Set once the engine has been given the end of its tar: from then on its load runs to its verdict. */
+  sealed?: boolean;
   /** Header images the engine lacked: the load's work. */
   missing: string[];
   /** What the engine reported loading: removed if the import fails. */
@@ -202,7 +204,7 @@ class Stager {
   saveIndex?: SaveEntry[];
   /** The kind of snapshot that names each blob, from the manifests read so far. */
   private readonly blobKinds = new Map<string, string>();
-  /** Bytes read after the end of the tar. */
+  /** Bytes read after the last member's content, which may only be padding and the end blocks. */
   private trailing = 0;
   private member?: Member;
   private count = 0;
@@ -210,29 +212,40 @@ class Stager {
   engineBroke = false;
   /** The steps of the piece being read, in order: a piece is done when its last step is. */
   private steps: Promise<void> = Promise.resolve();
+  /** The piece being scanned, and where in it the last member content seen ends. */
+  private piece?: Buffer;
+  private contentEnd = 0;
   private readonly scanner = new TarScanner(
     (entry) => this.then(() => this.begin(entry)),
-    (piece) => this.then(() => this.content(piece)),
+    (content) => {
+      if (this.piece && content.buffer === this.piece.buffer) this.contentEnd = content.byteOffset + content.length - this.piece.byteOffset;
+      this.then(() => this.content(content));
+    },
   );
 
   constructor(private readonly ctx: Context, private readonly dir: string, private readonly loader: Loader, private readonly share: StagingShare) {}
 
   /** Reads one piece; resolves once nothing refers to its memory. */
   take(piece: Buffer): Promise<void> {
-    if (this.scanner.ended) {
-      this.trailing += piece.length;
-      if (this.trailing > maxTrailing || piece.some((byte) => byte !== 0)) {
+    if (!this.scanner.ended) {
+      this.piece = piece;
+      this.contentEnd = 0;
+      try {
+        this.scanner.push(piece);
+      } catch (error) {
         this.then(() => {
-          throw invalid("the archive has data after its end");
+          throw invalid(`the archive cannot be read: ${(error as Error).message}`);
         });
       }
-      return this.steps;
+      this.piece = undefined;
+      if (!this.scanner.ended) return this.steps;
+      // the end came in this piece: what follows the last member's content must be padding
+      piece = piece.subarray(this.contentEnd);
     }
-    try {
-      this.scanner.push(piece);
-    } catch (error) {
+    this.trailing += piece.length;
+    if (this.trailing > maxTrailing || piece.some((byte) => byte !== 0)) {
       this.then(() => {
-        throw invalid(`the archive cannot be read: ${(error as Error).message}`);
+        throw invalid("the archive has data after its end");
       });
     }
     return this.steps;
@@ -353,6 +366,7 @@ class Stager {
       if (this.loader.input) {
         await this.toEngine([tarEnd]);
         this.loader.input.end();
+        this.loader.sealed = true;
       }
     } else {
       const id = member.id!;
@@ -414,7 +428,8 @@ async function stage(ctx: Context, body: Readable, dir: string, loader: Loader, 
     await stager.abandon();
     // a write the engine broke off: its own verdict says why
     if (!(error instanceof StrataError) && stager.engineBroke) throw engineError(await loader.done!.then(() => error, (failure: unknown) => failure), "load images");
-    loader.input?.destroy();
+    // A load that has its whole tar is not cut: its verdict says what it loaded, for the undo.
+    if (!loader.sealed) loader.input?.destroy();
     await loader.done?.catch(() => undefined);
     if (error instanceof StrataError) throw error;
     const message = (error as Error).message ?? String(error);
