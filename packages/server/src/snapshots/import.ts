@@ -165,6 +165,27 @@ function directoryBlobCheck(name: string): BlobCheck {
     },
   };
 }
+/** A memory snapshot's checkpoint blob: a tar of regular files and directories with plain relative names. */
+function checkpointBlobCheck(name: string): BlobCheck {
+  const unsafe = (why: string) => new StrataError("archive_unsafe_path", `blob '${name}' is not a checkpoint: ${why}`);
+  const scanner = new TarScanner((entry) => {
+    if (entry.type !== "0" && entry.type !== "5") throw unsafe(`member '${entry.name}' is a ${tarTypes[entry.type] ?? `type '${entry.type}' entry`}`);
+    const parts = entry.name.replace(/^\.\//, "").replace(/\/$/, "").split("/");
+    if (entry.name.startsWith("/") || parts.some((part) => part === ".." || part === "")) throw unsafe(`member '${entry.name}' has an unsafe name`);
+  });
+  return {
+    push(piece) {
+      try {
+        scanner.push(piece);
+      } catch (error) {
+        throw error instanceof StrataError ? error : unsafe((error as Error).message);
+      }
+    },
+    end() {
+      if (!scanner.atBoundary) throw invalid(`blob '${name}' ends inside a tar member`);
+    },
+  };
+}
 // ---------------------------------------------------------------------------
 
 const tarTypes: Record<string, string> = {
@@ -287,6 +308,7 @@ class Stager {
       }
       this.share.take(entry.size);
       if (named === "directory") member.check = directoryBlobCheck(name);
+      else if (named === "memory") member.check = checkpointBlobCheck(name);
       const target = join(this.dir, name);
       mkdirSync(join(target, ".."), { recursive: true });
       member.file = await open(target, "wx", 0o600);
