@@ -626,7 +626,7 @@ export async function importArchive(ctx: Context, body: Readable, signal?: Abort
  * Removes what the engine's load of a refused import brought, once the
  * engine has given its verdict: every image it reported loading, and any
  * header image that was missing before and is there now, except images the
- * engine had before the import.
+ * engine had before the import and images something has tagged meanwhile.
  */
 async function undoLoad(ctx: Context, loader: Loader): Promise<void> {
   if (!loader.done) return;
@@ -638,7 +638,10 @@ async function undoLoad(ctx: Context, loader: Loader): Promise<void> {
   }
   for (const id of loader.missing) if (await ctx.engine.inspectImage(id)) ids.add(id);
   for (const id of ids) {
-    if (!loader.present.has(id)) await ctx.engine.removeImage(id, true).catch(() => undefined);
+    if (loader.present.has(id)) continue;
+    // Loads leave images untagged and this import's own tags are gone by now: a tag means another import or snapshot took the image meanwhile.
+    const image = await ctx.engine.inspectImage(id);
+    if (image && !image.repoTags.length) await ctx.engine.removeImage(id, false).catch(() => undefined);
   }
 }
 
