@@ -169,9 +169,12 @@ test("a refused import leaves no image the engine loaded, whenever it fails", as
   const smuggled = put([
     ...list.slice(0, -1), ...baseMembers.filter((m) => !list.some((l) => l.name === `images/${m.name}`)).map((m) => ({ name: `images/${m.name}`, data: m.data })), list[list.length - 1]!,
   ], "images/manifest.json", [...index, { Config: baseIndex[0]!.Config, Layers: baseIndex[0]!.Layers, RepoTags: ["strata-test/hostile:smuggled"] }]);
+  const header = json(list[0]!);
+  const unused = put(put(smuggled, "images/manifest.json", [...index, { Config: baseIndex[0]!.Config, Layers: baseIndex[0]!.Layers }]), list[0]!.name, { ...header, images: [...header.images, baseId] });
   const whole = await pack(list);
   const cases: [string, Buffer, string][] = [
     ["an image the header does not list", await pack(smuggled), "archive_invalid"],
+    ["an image no snapshot uses", await pack(unused), "archive_invalid"],
     ["a member after the inventory", Buffer.concat([whole.subarray(0, whole.length - 1024), await pack([{ name: "images/late", data: Buffer.from("x") }]).then((t) => t.subarray(0, 1024)), Buffer.alloc(1024)]), "archive_invalid"],
     ["garbage after the zstd frame", Buffer.concat([zstd(whole), Buffer.from("garbage after the frame")]), "archive_invalid"],
     ["data after the tar's end", Buffer.concat([whole, Buffer.alloc(4096, 0x41)]), "archive_invalid"],

@@ -409,8 +409,9 @@ class Stager {
   }
 
   /**
-   * The save index names exactly the images the header lists, each once, and
-   * every config and layer it names is a member of the archive.
+   * The save index names exactly the images the header lists, each once,
+   * every config and layer it names is a member of the archive, and every
+   * image is a snapshot's.
    */
   private checkImageMembers(): void {
     const images = this.header!.images;
@@ -428,6 +429,9 @@ class Stager {
       }
     }
     for (const id of images) if (!named.has(id)) throw invalid(`the image ${id} that ${headerName} lists is not in images/manifest.json`);
+    // an image no snapshot uses would be loaded and left behind untagged
+    const used = new Set([...this.manifests.values()].map(({ manifest }) => manifest.content.imageId));
+    for (const id of images) if (!used.has(id)) throw invalid(`the image ${id} that ${headerName} lists belongs to no snapshot of the archive`);
   }
 
   /** Writes into the engine's load; resolves once the engine has been handed the bytes. */
