@@ -190,6 +190,8 @@ test("a multipart upload cut short is a 400 and too many parts a 413, leaving no
   assert.deepEqual(await postRaw(manyFields, boundary), { status: 413, code: "payload_too_large" });
   const twoFiles = Buffer.concat([part("context", archive, "a.tar"), part("context", archive, "b.tar"), Buffer.from(`--${boundary}--\r\n`)]);
   assert.equal((await postRaw(twoFiles, boundary)).status, 413);
+  const bigField = Buffer.concat([part("buildArgs", JSON.stringify({ A: "x".repeat(1100 * 1024) })), part("context", archive, "context.tar"), Buffer.from(`--${boundary}--\r\n`)]);
+  assert.deepEqual(await postRaw(bigField, boundary), { status: 413, code: "payload_too_large" });
   assert.equal(builds(), before);
   // and the server still answers
   assert.equal(await errorCode(t.strata.snapshots.build({ context: new Uint8Array(await tarOf({ Dockerfile: "FROM strata-test/none:1\n" })) })), "image_not_found");
