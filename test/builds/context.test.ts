@@ -11,7 +11,7 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import tar from "tar-stream";
 import { packContext } from "@strata/sdk";
-import { baseImage, errorCode, startTestServer, type TestServer } from "../harness.js";
+import { baseImage, errorCode, eventually, startTestServer, type TestServer } from "../harness.js";
 
 let t: TestServer;
 const dirs: string[] = [];
@@ -158,7 +158,7 @@ test("the base-image check reads the Dockerfile as the engine does", async () =>
 function postRaw(body: Buffer, boundary: string): Promise<{ status: number; code?: string }> {
   const url = new URL(`${t.server.url}/v1/builds`);
   return new Promise((resolve, reject) => {
-    const req = request(url, { method: "POST", headers: { "content-type": `multipart/form-data; boundary=${boundary}` } }, (res) => {
+    const req = request(url, { method: "POST", agent: false, headers: { "content-type": `multipart/form-data; boundary=${boundary}` } }, (res) => {
       const chunks: Buffer[] = [];
       res.on("data", (chunk: Buffer) => chunks.push(chunk));
       res.on("end", () => {
@@ -192,7 +192,15 @@ test("a multipart upload cut short is a 400 and too many parts a 413, leaving no
   assert.equal((await postRaw(twoFiles, boundary)).status, 413);
   const bigField = Buffer.concat([part("buildArgs", JSON.stringify({ A: "x".repeat(1100 * 1024) })), part("context", archive, "context.tar"), Buffer.from(`--${boundary}--\r\n`)]);
   assert.deepEqual(await postRaw(bigField, boundary), { status: 413, code: "payload_too_large" });
+  // a client that goes away in the middle of the context
+  const cut = request(new URL(`${t.server.url}/v1/builds`), { method: "POST", agent: false, headers: { "content-type": `multipart/form-data; boundary=${boundary}`, "content-length": String(whole.length) } });
+  cut.on("error", () => undefined);
+  await new Promise<void>((resolve) => cut.write(whole.subarray(0, Math.floor(whole.length / 2)), () => resolve()));
+  await eventually(async () => builds() === before + 1, 15000, "the server to start reading the upload");
+  cut.destroy();
+  await eventually(async () => builds() === before, 15000, "the cut upload's build directory to go");
   assert.equal(builds(), before);
+  assert.deepEqual(t.logs.filter((line) => line.event === "internal_error" && line.url === "/v1/builds"), [], "no failure of the form is the server's own");
   // and the server still answers
   assert.equal(await errorCode(t.strata.snapshots.build({ context: new Uint8Array(await tarOf({ Dockerfile: "FROM strata-test/none:1\n" })) })), "image_not_found");
 });

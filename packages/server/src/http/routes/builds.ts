@@ -91,6 +91,8 @@ async function readForm(request: FastifyRequest, contextFile: string): Promise<{
       throw new StrataError("payload_too_large", `the form has too many parts (${(error as Error).message}); send one 'context' file and the fields dockerfile, buildArgs, name, labels, replace`);
     }
     if (code === "FST_PROTO_VIOLATION") throw new StrataError("bad_request", "a form field is named after an object property");
+    // the client went away in the middle of a part
+    if (code === "ERR_STREAM_PREMATURE_CLOSE" || request.raw.destroyed) throw cutShort();
     const message = (error as Error).message ?? "";
     if (/terminated early|unexpected end/i.test(message)) throw cutShort();
     if (/malformed|boundary/i.test(message)) throw new StrataError("bad_request", `the multipart upload cannot be read: ${message}`);
