@@ -27,7 +27,7 @@ function parseJsonField(name: string, value: string): Record<string, string> {
  * which the form parser does not report: a body cut short between parts
  * would otherwise read as a whole form missing its later fields.
  */
-function closingDelimiter(request: FastifyRequest): () => Promise<boolean> {
+function closingDelimiter(request: FastifyRequest): { seen(): Promise<boolean>; stop(): void } {
   const boundary = /;\s*boundary=(?:"([^"]+)"|([^;\s]+))/i.exec(request.headers["content-type"] ?? "");
   const closing = Buffer.from(`--${boundary?.[1] ?? boundary?.[2] ?? ""}--`);
   let tail = Buffer.alloc(0);
@@ -35,11 +35,14 @@ function closingDelimiter(request: FastifyRequest): () => Promise<boolean> {
     tail = Buffer.concat([tail, chunk]).subarray(-(closing.length + 64));
   };
   request.raw.on("data", onData);
-  const seen = () => tail.toString("latin1").trimEnd().endsWith(closing.toString("latin1"));
-  return async () => {
-    if (!seen() && !request.raw.readableEnded && !request.raw.destroyed) await finished(request.raw).catch(() => undefined);
-    request.raw.off("data", onData);
-    return seen();
+  const ended = () => tail.toString("latin1").trimEnd().endsWith(closing.toString("latin1"));
+  return {
+    /** Whether the body ended with the closing delimiter; waits for the body's end when it has not come yet. */
+    async seen() {
+      if (!ended() && !request.raw.readableEnded && !request.raw.destroyed) await finished(request.raw).catch(() => undefined);
+      return ended();
+    },
+    stop: () => void request.raw.off("data", onData),
   };
 }
 
@@ -57,49 +60,61 @@ export const maxFormFields = 16;
 
 /** Reads the multipart form: the context goes to disk as it streams, fields are collected. */
 async function readForm(request: FastifyRequest, contextFile: string): Promise<{ fields: Record<string, string>; hasContext: boolean }> {
+  // the parser is piped first: a data listener added before would start the flow without it
+  const parts = request.parts();
+  const delimiter = closingDelimiter(request);
+  try {
+    const form = await readParts(parts, contextFile);
+    if (!(await delimiter.seen())) throw cutShort();
+    return form;
+  } catch (error) {
+    throw formError(error, request);
+  } finally {
+    delimiter.stop();
+  }
+}
+
+async function readParts(parts: ReturnType<FastifyRequest["parts"]>, contextFile: string): Promise<{ fields: Record<string, string>; hasContext: boolean }> {
   const fields: Record<string, string> = {};
   let hasContext = false;
   let fieldCount = 0;
-  // the parser is piped first: a data listener added before would start the flow without it
-  const parts = request.parts();
-  const complete = closingDelimiter(request);
-  try {
-    for await (const part of parts) {
-      if (part.type === "file") {
-        if (part.fieldname !== "context" || hasContext) {
-          part.file.resume();
-          throw new StrataError("bad_request", `unexpected file field '${part.fieldname}' (send the context once, as 'context')`);
-        }
-        hasContext = true;
-        await pipeline(part.file, createWriteStream(contextFile));
-        if (part.file.truncated) throw new StrataError("context_too_large", "the build context is over the server's limit");
-      } else {
-        if (++fieldCount > maxFormFields) {
-          throw new StrataError("payload_too_large", `the form has more than ${maxFormFields} fields; send one 'context' file and the fields ${[...knownFields].join(", ")}`);
-        }
-        if (!knownFields.has(part.fieldname)) throw new StrataError("bad_request", `unknown field '${part.fieldname}'`);
-        if (part.valueTruncated || part.fieldnameTruncated) throw new StrataError("payload_too_large", `the field '${part.fieldname}' is over the server's limit`);
-        fields[part.fieldname] = String(part.value);
+  for await (const part of parts) {
+    if (part.type === "file") {
+      if (part.fieldname !== "context" || hasContext) {
+        part.file.resume();
+        throw new StrataError("bad_request", `unexpected file field '${part.fieldname}' (send the context once, as 'context')`);
       }
+      hasContext = true;
+      await pipeline(part.file, createWriteStream(contextFile));
+      if (part.file.truncated) throw new StrataError("context_too_large", "the build context is over the server's limit");
+    } else {
+      if (++fieldCount > maxFormFields) {
+        throw new StrataError("payload_too_large", `the form has more than ${maxFormFields} fields; send one 'context' file and the fields ${[...knownFields].join(", ")}`);
+      }
+      if (!knownFields.has(part.fieldname)) throw new StrataError("bad_request", `unknown field '${part.fieldname}'`);
+      if (part.valueTruncated || part.fieldnameTruncated) throw new StrataError("payload_too_large", `the field '${part.fieldname}' is over the server's limit`);
+      fields[part.fieldname] = String(part.value);
     }
-  } catch (error) {
-    if (error instanceof StrataError) throw error;
-    const code = (error as { code?: string }).code;
-    if (code === "FST_REQ_FILE_TOO_LARGE") throw new StrataError("context_too_large", "the build context is over the server's limit");
-    if (code === "FST_INVALID_MULTIPART_CONTENT_TYPE") throw new StrataError("unsupported_media_type", "send the build as multipart/form-data");
-    if (code === "FST_PARTS_LIMIT" || code === "FST_FILES_LIMIT" || code === "FST_FIELDS_LIMIT") {
-      throw new StrataError("payload_too_large", `the form has too many parts (${(error as Error).message}); send one 'context' file and the fields dockerfile, buildArgs, name, labels, replace`);
-    }
-    if (code === "FST_PROTO_VIOLATION") throw new StrataError("bad_request", "a form field is named after an object property");
-    // the client went away in the middle of a part
-    if (code === "ERR_STREAM_PREMATURE_CLOSE" || request.raw.destroyed) throw cutShort();
-    const message = (error as Error).message ?? "";
-    if (/terminated early|unexpected end/i.test(message)) throw cutShort();
-    if (/malformed|boundary/i.test(message)) throw new StrataError("bad_request", `the multipart upload cannot be read: ${message}`);
-    throw error;
   }
-  if (!(await complete())) throw cutShort();
   return { fields, hasContext };
+}
+
+/** A failure while reading the form as a StrataError: the form parser's limits and a body cut short are the client's. */
+function formError(error: unknown, request: FastifyRequest): unknown {
+  if (error instanceof StrataError) return error;
+  const code = (error as { code?: string }).code;
+  if (code === "FST_REQ_FILE_TOO_LARGE") return new StrataError("context_too_large", "the build context is over the server's limit");
+  if (code === "FST_INVALID_MULTIPART_CONTENT_TYPE") return new StrataError("unsupported_media_type", "send the build as multipart/form-data");
+  if (code === "FST_PARTS_LIMIT" || code === "FST_FILES_LIMIT" || code === "FST_FIELDS_LIMIT") {
+    return new StrataError("payload_too_large", `the form has too many parts (${(error as Error).message}); send one 'context' file and the fields ${[...knownFields].join(", ")}`);
+  }
+  if (code === "FST_PROTO_VIOLATION") return new StrataError("bad_request", "a form field is named after an object property");
+  // the client went away in the middle of a part
+  if (code === "ERR_STREAM_PREMATURE_CLOSE" || request.raw.destroyed) return cutShort();
+  const message = (error as Error).message ?? "";
+  if (/terminated early|unexpected end/i.test(message)) return cutShort();
+  if (/malformed|boundary/i.test(message)) return new StrataError("bad_request", `the multipart upload cannot be read: ${message}`);
+  return error;
 }
 
 export function buildRoutes(app: FastifyInstance, builds: Builds): void {
