@@ -207,7 +207,7 @@ interface Member {
   position: number;
   /** An image member whose bytes go into the engine's load as they come. */
   forward?: boolean;
-  /** A directory blob's check. */
+  /** The check of a directory or checkpoint blob, fed as it is staged. */
   check?: BlobCheck;
 }
 
