@@ -50,6 +50,7 @@ export const errorStatus = {
   headers_too_large: 431,
   registry_unavailable: 502,
   engine_unavailable: 503,
+  insufficient_storage: 507,
   internal: 500,
 } as const;
 

@@ -2,7 +2,7 @@
 // .dockerignore with Docker's semantics), stream the upload, follow the log
 // with reconnection, retry transient failures, cancel on abort.
 import { lstatSync, readdirSync, readFileSync, readlinkSync, createReadStream, statSync } from "node:fs";
-import { join, relative, sep } from "node:path";
+import { join, posix, relative, sep } from "node:path";
 import { Readable } from "node:stream";
 import { createGzip } from "node:zlib";
 import ignore from "@balena/dockerignore";
@@ -29,7 +29,13 @@ export interface BuildOptions {
   retry?: Omit<RetryOptions, "signal">;
 }
 
-/** Packs a directory as tar.gz, leaving out what .dockerignore excludes (the Dockerfile and .dockerignore always go). */
+/**
+ * Packs a directory as tar.gz, leaving out what .dockerignore excludes with
+ * the Docker client's semantics: the Dockerfile and .dockerignore always go
+ * (the engine leaves them out of the build when .dockerignore excludes them),
+ * even inside an excluded directory. Files linked to one another (hard
+ * links) go as one file and links to it, as `tar` packs them.
+ */
 export function packContext(dir: string, dockerfile = "Dockerfile"): Readable {
   let patterns: string[] = [];
   try {
@@ -39,7 +45,12 @@ export function packContext(dir: string, dockerfile = "Dockerfile"): Readable {
   }
   // a CommonJS module whose export is also its own `default`
   const filter = ignore.default().add(patterns);
-  const always = new Set([dockerfile.replace(/^\.\//, ""), ".dockerignore"]);
+  const always = new Set([posix.normalize(dockerfile.replace(/^\.\//, "")), ".dockerignore"]);
+  const reincludes = patterns.some((p) => p.startsWith("!"));
+  /** Whether a directory holds a path that always goes. */
+  const holdsAlways = (rel: string) => [...always].some((path) => path.startsWith(`${rel}/`));
+  /** The first name packed for each inode with more than one link. */
+  const packedInodes = new Map<string, string>();
   const pack = tar.pack();
   const walk = async (absolute: string) => {
     for (const name of readdirSync(absolute).sort()) {
@@ -49,7 +60,7 @@ export function packContext(dir: string, dockerfile = "Dockerfile"): Readable {
       const excluded = !always.has(rel) && (filter.ignores(rel) || (info.isDirectory() && filter.ignores(`${rel}/`)));
       if (info.isDirectory()) {
         // Docker keeps walking excluded directories when a later ! pattern may re-include something.
-        if (excluded && !patterns.some((p) => p.startsWith("!"))) continue;
+        if (excluded && !reincludes && !holdsAlways(rel)) continue;
         if (!excluded) pack.entry({ name: `${rel}/`, type: "directory", mode: info.mode & 0o7777, mtime: info.mtime, uid: 0, gid: 0 });
         await walk(path);
       } else if (excluded) {
@@ -57,6 +68,13 @@ export function packContext(dir: string, dockerfile = "Dockerfile"): Readable {
       } else if (info.isSymbolicLink()) {
         pack.entry({ name: rel, type: "symlink", linkname: readlinkSync(path), mode: info.mode & 0o7777, mtime: info.mtime, uid: 0, gid: 0 });
       } else if (info.isFile()) {
+        const inode = `${info.dev}:${info.ino}`;
+        const first = info.nlink > 1 ? packedInodes.get(inode) : undefined;
+        if (first !== undefined) {
+          pack.entry({ name: rel, type: "link", linkname: first, mode: info.mode & 0o7777, mtime: info.mtime, uid: 0, gid: 0 });
+          continue;
+        }
+        if (info.nlink > 1) packedInodes.set(inode, rel);
         const entry = pack.entry({ name: rel, size: info.size, mode: info.mode & 0o7777, mtime: info.mtime, uid: 0, gid: 0 });
         await new Promise<void>((resolve, reject) => {
           createReadStream(path).on("error", reject).pipe(entry).on("finish", resolve).on("error", reject);

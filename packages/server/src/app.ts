@@ -22,10 +22,11 @@ import { snapshotRoutes } from "./http/routes/snapshots.js";
 import { Idempotency } from "./http/idempotency.js";
 import multipart from "@fastify/multipart";
 import { Builds } from "./builds/builds.js";
-import { buildRoutes } from "./http/routes/builds.js";
+import { buildRoutes, maxFormFields } from "./http/routes/builds.js";
 import { Jobs } from "./snapshots/jobs.js";
 import { recoverSnapshots } from "./snapshots/recover.js";
 import { SnapshotStore } from "./snapshots/store.js";
+import { StagingBudget } from "./snapshots/staging.js";
 import { BlobStore } from "./blobs/store.js";
 import { RegistryClient } from "./registry/client.js";
 import { routes } from "@strata/contract";
@@ -92,7 +93,7 @@ async function buildHttp(ctx: Context, builds: Builds): Promise<FastifyInstance>
   sandboxRoutes(app, ctx, idempotency);
   fileRoutes(app, ctx);
   snapshotRoutes(app, ctx, idempotency);
-  await app.register(multipart, { limits: { fileSize: ctx.config.maxContextBytes, files: 1, fields: 16, fieldSize: 1024 * 1024 } });
+  await app.register(multipart, { limits: { fileSize: ctx.config.maxContextBytes, files: 1, fields: maxFormFields + 1, fieldSize: 1024 * 1024 } });
   buildRoutes(app, builds);
   return app;
 }
@@ -114,7 +115,7 @@ export async function startServer(options: Partial<ServerConfig> = {}, engineOve
   const index = new Index(config.home);
   const context: Context = {
     config, engine, index, serverId: serverId(config.home), snapshots: new SnapshotStore(config.home),
-    blobs: new BlobStore(config.home), jobs: new Jobs(),
+    blobs: new BlobStore(config.home), jobs: new Jobs(), staging: new StagingBudget(config.maxStagingBytes),
     ...(config.registry ? { registry: new RegistryClient(config.registry) } : {}),
   };
   await recoverSnapshots(context);

@@ -16,6 +16,12 @@ export interface ServerConfig {
   maxUploadBytes: number;
   /** Largest directory snapshot (uncompressed archive bytes). */
   maxSnapshotBytes: number;
+  /**
+   * Bytes all imports at once may stage: blobs under the home and image
+   * members streamed into the engine's load. An import past it fails with
+   * insufficient_storage (507).
+   */
+  maxStagingBytes: number;
   /** Largest stdout or stderr kept by a buffered exec; the rest is cut. */
   maxExecOutputBytes: number;
   /** How often expired sandboxes are looked for. */
@@ -63,6 +69,7 @@ export function resolveConfig(options: Partial<ServerConfig> = {}): ServerConfig
     apiKey: options.apiKey ?? (env.STRATA_API_KEY || undefined),
     maxUploadBytes: options.maxUploadBytes ?? (env.STRATA_MAX_UPLOAD_BYTES ? Number(env.STRATA_MAX_UPLOAD_BYTES) : 1024 ** 3),
     maxSnapshotBytes: options.maxSnapshotBytes ?? (env.STRATA_MAX_SNAPSHOT_BYTES ? Number(env.STRATA_MAX_SNAPSHOT_BYTES) : 64 * 1024 ** 3),
+    maxStagingBytes: options.maxStagingBytes ?? (env.STRATA_MAX_STAGING_BYTES ? Number(env.STRATA_MAX_STAGING_BYTES) : 128 * 1024 ** 3),
     maxExecOutputBytes: options.maxExecOutputBytes ?? 16 * 1024 * 1024,
     expirySweepMs: options.expirySweepMs ?? 1000,
     maxConcurrentBuilds: options.maxConcurrentBuilds ?? (env.STRATA_MAX_BUILDS ? Number(env.STRATA_MAX_BUILDS) : 2),

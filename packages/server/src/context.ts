@@ -6,6 +6,7 @@ import type { BlobStore } from "./blobs/store.js";
 import type { Jobs } from "./snapshots/jobs.js";
 import type { RegistryClient } from "./registry/client.js";
 import type { SnapshotStore } from "./snapshots/store.js";
+import type { StagingBudget } from "./snapshots/staging.js";
 
 export interface Context {
   config: ServerConfig;
@@ -17,6 +18,8 @@ export interface Context {
   snapshots: SnapshotStore;
   blobs: BlobStore;
   jobs: Jobs;
+  /** Bytes imports are staging now, bounded by `config.maxStagingBytes`. */
+  staging: StagingBudget;
   /** The registry snapshots are pushed to, when configured. */
   registry?: RegistryClient;
 }

@@ -15,6 +15,7 @@ Options:
                       needed to bind a non-loopback host
   --max-upload-bytes N  largest file upload accepted (env STRATA_MAX_UPLOAD_BYTES, default 1 GiB)
   --max-snapshot-bytes N  largest directory snapshot (env STRATA_MAX_SNAPSHOT_BYTES, default 64 GiB)
+  --max-staging-bytes N  bytes all imports at once may stage (env STRATA_MAX_STAGING_BYTES, default 128 GiB)
   --registry HOST[:PORT][/NAMESPACE]  where snapshots are pushed (env STRATA_REGISTRY)
   --registry-user U / --registry-password P  credentials (env STRATA_REGISTRY_USER, STRATA_REGISTRY_PASSWORD)
   --registry-insecure   plain HTTP to a non-loopback registry (env STRATA_REGISTRY_INSECURE=1;
@@ -50,6 +51,7 @@ export async function serve(args: string[]): Promise<number> {
     "api-key": { type: "string" },
     "max-upload-bytes": { type: "string" },
     "max-snapshot-bytes": { type: "string" },
+    "max-staging-bytes": { type: "string" },
     registry: { type: "string" },
     "registry-user": { type: "string" },
     "registry-password": { type: "string" },
@@ -69,6 +71,7 @@ export async function serve(args: string[]): Promise<number> {
     apiKey: values["api-key"],
     maxUploadBytes: number(values["max-upload-bytes"], "--max-upload-bytes"),
     maxSnapshotBytes: number(values["max-snapshot-bytes"], "--max-snapshot-bytes"),
+    maxStagingBytes: number(values["max-staging-bytes"], "--max-staging-bytes"),
     registry: registryOption(values),
     autoPush: values["auto-push"] ? true : undefined,
   });

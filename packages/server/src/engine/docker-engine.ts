@@ -458,13 +458,15 @@ export class DockerEngine implements Engine {
     return this.client.readInto(`/images/get?${names}`, take, signal);
   }
 
-  loadImages(signal?: AbortSignal): { input: Writable; done: Promise<void> } {
+  loadImages(signal?: AbortSignal, onLoaded?: (ref: string) => void): { input: Writable; done: Promise<void> } {
     const { input, reply } = this.client.upload({ method: "POST", path: "/images/load", query: { quiet: true }, contentType: "application/x-tar", signal });
     const done = reply.then(async (reply) => {
       if (reply.status >= 400) throw new DockerApiError(reply.status, await readText(reply.body), "images/load");
       // Errors during the load arrive in the message stream with a 200.
       for await (const message of engineMessages(reply.body)) {
         if (message.error) throw new DockerApiError(400, message.errorDetail?.message ?? message.error, "images/load");
+        const loaded = /^Loaded image(?: ID)?: (\S+)/.exec(message.stream ?? "");
+        if (loaded) onLoaded?.(loaded[1]!);
       }
     });
     return { input, done };

@@ -197,9 +197,11 @@ export interface Engine {
    * Loads a `docker save` tar the caller writes into `input`: a write's
    * callback fires once the engine has been handed its bytes, so their memory
    * can be reused; destroying `input` aborts the load. `done` settles with the
-   * engine's verdict.
+   * engine's verdict. `onLoaded` hears each image the engine reports it
+   * loaded (an image id, or a reference for a tagged image), failed loads
+   * included, so a caller can undo exactly what a load did.
    */
-  loadImages(signal?: AbortSignal): { input: Writable; done: Promise<void> };
+  loadImages(signal?: AbortSignal, onLoaded?: (ref: string) => void): { input: Writable; done: Promise<void> };
   tagImage(id: string, repo: string, tag: string): Promise<void>;
   /**
    * Builds an image from a context tar (plain or gzip) with the engine's build

@@ -2,7 +2,7 @@
 // manifests, blobs, image export, inventory; zstd-compressed by default.
 import { createHash, randomUUID, type Hash } from "node:crypto";
 import { mkdirSync, readFileSync, rmSync } from "node:fs";
-import { join } from "node:path";
+import { join, posix } from "node:path";
 import type { Readable, Writable } from "node:stream";
 import { StrataError, type Snapshot } from "@strata/contract";
 import { TarScanner, tarEnd, tarHeader, tarPadding } from "../blobs/tar-scan.js";
@@ -116,26 +116,54 @@ export async function exportSnapshot(ctx: Context, ref: string, options: ExportO
       await put(tarPadding(size));
       inventory.push({ path: name, size, sha256: `sha256:${hash.digest("hex")}` });
     };
-    /** The engine's save, member by member: each regular file goes in under images/, hashed on the way. */
+    /**
+     * The engine's save, member by member: each regular file goes in under
+     * images/, hashed on the way. The engine saves a layer that several
+     * images share once and links to it from the others' directories; the
+     * archive holds regular files only, so the save index (`manifest.json`,
+     * held back until whole) is rewritten to name each layer's one file, and
+     * without tags: an archive names images by id, never by a tag.
+     */
     const addImages = async () => {
-      let member: { name: string; size: number; seen: number; hash: Hash } | undefined;
+      let member: { name: string; size: number; seen: number; hash: Hash; index?: Buffer[] } | undefined;
+      /** Links in the save to the file each stands for. */
+      const links = new Map<string, string>();
       const finish = () => {
         held.push(tarPadding(member!.size));
         inventory.push({ path: member!.name, size: member!.size, sha256: `sha256:${member!.hash.digest("hex")}` });
         member = undefined;
       };
+      const finishIndex = () => {
+        const entries = JSON.parse(Buffer.concat(member!.index!).toString("utf8")) as { Config: string; Layers: string[] }[];
+        const bytes = Buffer.from(JSON.stringify(entries.map((entry) => ({ Config: entry.Config, Layers: entry.Layers.map((layer) => links.get(layer) ?? layer) }))));
+        member = undefined;
+        held.push(tarHeader("images/manifest.json", bytes.length), bytes, tarPadding(bytes.length));
+        inventory.push({ path: "images/manifest.json", size: bytes.length, sha256: sha256(bytes) });
+      };
       const scanner = new TarScanner(
         (entry) => {
+          const inner = entry.name.replace(/^\.\//, "");
+          if (entry.type === "2") links.set(inner, posix.normalize(posix.join(posix.dirname(inner), entry.linkname)));
           if (entry.type !== "0") return;
-          const name = `images/${entry.name.replace(/^\.\//, "")}`;
+          const name = `images/${inner}`;
           member = { name, size: entry.size, seen: 0, hash: createHash("sha256") };
+          if (inner === "manifest.json") {
+            member.index = [];
+            if (entry.size === 0) finishIndex();
+            return;
+          }
           held.push(tarHeader(name, entry.size));
           if (entry.size === 0) finish();
         },
         (piece) => {
           if (!member) return;
-          member.hash.update(piece);
           member.seen += piece.length;
+          if (member.index) {
+            member.index.push(Buffer.from(piece));
+            if (member.seen === member.size) finishIndex();
+            return;
+          }
+          member.hash.update(piece);
           held.push(piece);
           if (member.seen === member.size) finish();
         },

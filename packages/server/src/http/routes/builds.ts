@@ -1,12 +1,12 @@
 // HTTP routes of builds: a multipart upload in, Server-Sent Events out.
 import { createWriteStream } from "node:fs";
-import { pipeline } from "node:stream/promises";
+import { finished, pipeline } from "node:stream/promises";
 import { Ajv } from "ajv";
 import { BuildArgs, describePattern, isName, Labels, Name, limits, routes, StrataError, type BuildLogEvent } from "@strata/contract";
 import { formatValidation, toStrataError } from "../errors.js";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { Builds, BuildRequest } from "../../builds/builds.js";
-import { normalizeDockerfilePath, readDockerfile } from "../../builds/context.js";
+import { normalizeDockerfilePath, prepareContext } from "../../builds/context.js";
 import { route } from "../route.js";
 
 type IdParams = { id: string };
@@ -35,38 +35,101 @@ function parseJsonField(name: keyof typeof formSchemas, value: string): Record<s
   return parsed as Record<string, string>;
 }
 
+/**
+ * Watches the raw body for the multipart closing delimiter (`--boundary--`),
+ * which the form parser does not report: a body cut short between parts
+ * would otherwise read as a whole form missing its later fields.
+ */
+function closingDelimiter(request: FastifyRequest): { seen(): Promise<boolean>; stop(): void } {
+  const boundary = /;\s*boundary=(?:"([^"]+)"|([^;\s]+))/i.exec(request.headers["content-type"] ?? "");
+  const closing = Buffer.from(`--${boundary?.[1] ?? boundary?.[2] ?? ""}--`);
+  let tail = Buffer.alloc(0);
+  const onData = (chunk: Buffer) => {
+    tail = Buffer.concat([tail, chunk]).subarray(-(closing.length + 64));
+  };
+  request.raw.on("data", onData);
+  const ended = () => tail.toString("latin1").trimEnd().endsWith(closing.toString("latin1"));
+  return {
+    /** Whether the body ended with the closing delimiter; waits for the body's end when it has not come yet. */
+    async seen() {
+      if (!ended() && !request.raw.readableEnded && !request.raw.destroyed) await finished(request.raw).catch(() => undefined);
+      return ended();
+    },
+    stop: () => void request.raw.off("data", onData),
+  };
+}
+
+const cutShort = () => new StrataError("bad_request", "the multipart upload ends before its closing boundary");
+
+/** The form fields a build takes. */
+const knownFields = new Set(["dockerfile", "buildArgs", "name", "labels", "replace"]);
+
+/**
+ * Fields read before a form is refused as too large. The form parser's own
+ * limit is one more: a limit it reaches stops the body under a file part
+ * being read, so this one must be reached first.
+ */
+export const maxFormFields = 16;
+
 /** Reads the multipart form: the context goes to disk as it streams, fields are collected. */
 async function readForm(request: FastifyRequest, contextFile: string): Promise<{ fields: Record<string, string>; hasContext: boolean }> {
+  // the parser is piped first: a data listener added before would start the flow without it
+  const parts = request.parts();
+  const delimiter = closingDelimiter(request);
+  try {
+    const form = await readParts(parts, contextFile, request.scope.signal);
+    if (!(await delimiter.seen())) throw cutShort();
+    return form;
+  } catch (error) {
+    throw formError(error, request);
+  } finally {
+    delimiter.stop();
+  }
+}
+
+async function readParts(parts: ReturnType<FastifyRequest["parts"]>, contextFile: string, signal: AbortSignal): Promise<{ fields: Record<string, string>; hasContext: boolean }> {
   const fields: Record<string, string> = {};
   let hasContext = false;
-  try {
-    for await (const part of request.parts()) {
-      if (part.type === "file") {
-        if (part.fieldname !== "context" || hasContext) {
-          part.file.resume();
-          throw new StrataError("bad_request", `unexpected file field '${part.fieldname}' (send the context once, as 'context')`);
-        }
-        hasContext = true;
-        await pipeline(part.file, createWriteStream(contextFile), { signal: request.scope.signal });
-        if (part.file.truncated) throw new StrataError("context_too_large", "the build context is over the server's limit");
-      } else {
-        fields[part.fieldname] = String(part.value);
+  let fieldCount = 0;
+  for await (const part of parts) {
+    if (part.type === "file") {
+      if (part.fieldname !== "context" || hasContext) {
+        part.file.resume();
+        throw new StrataError("bad_request", `unexpected file field '${part.fieldname}' (send the context once, as 'context')`);
       }
+      hasContext = true;
+      await pipeline(part.file, createWriteStream(contextFile), { signal });
+      if (part.file.truncated) throw new StrataError("context_too_large", "the build context is over the server's limit");
+    } else {
+      if (++fieldCount > maxFormFields) {
+        throw new StrataError("payload_too_large", `the form has more than ${maxFormFields} fields; send one 'context' file and the fields ${[...knownFields].join(", ")}`);
+      }
+      if (!knownFields.has(part.fieldname)) throw new StrataError("bad_request", `unknown field '${part.fieldname}'`);
+      if (part.valueTruncated || part.fieldnameTruncated) throw new StrataError("payload_too_large", `the field '${part.fieldname}' is over the server's limit`);
+      fields[part.fieldname] = String(part.value);
     }
-  } catch (error) {
-    if ((error as { code?: string }).code === "FST_REQ_FILE_TOO_LARGE") {
-      throw new StrataError("context_too_large", "the build context is over the server's limit");
-    }
-    if ((error as { code?: string }).code === "FST_INVALID_MULTIPART_CONTENT_TYPE") {
-      throw new StrataError("unsupported_media_type", "send the build as multipart/form-data");
-    }
-    if (error instanceof StrataError) throw error;
-    // a form cut short or malformed (the parser's "Unexpected end of form", a limit reached) is the client's
-    const status = (error as { statusCode?: number }).statusCode;
-    if (status === 413) throw new StrataError("payload_too_large", `the form is over the server's limits: ${(error as Error).message}`);
-    throw new StrataError("bad_request", `the multipart form could not be read: ${(error as Error).message}`, { cause: error });
   }
   return { fields, hasContext };
+}
+
+/** A failure while reading the form as a StrataError: the form parser's limits and a body cut short are the client's. */
+function formError(error: unknown, request: FastifyRequest): unknown {
+  if (error instanceof StrataError) return error;
+  const code = (error as { code?: string }).code;
+  if (code === "FST_REQ_FILE_TOO_LARGE") return new StrataError("context_too_large", "the build context is over the server's limit");
+  if (code === "FST_INVALID_MULTIPART_CONTENT_TYPE") return new StrataError("unsupported_media_type", "send the build as multipart/form-data");
+  if (code === "FST_PARTS_LIMIT" || code === "FST_FILES_LIMIT" || code === "FST_FIELDS_LIMIT") {
+    return new StrataError("payload_too_large", `the form has too many parts (${(error as Error).message}); send one 'context' file and the fields ${[...knownFields].join(", ")}`);
+  }
+  if (code === "FST_PROTO_VIOLATION") return new StrataError("bad_request", "a form field is named after an object property");
+  // the client went away in the middle of a part
+  if (code === "ERR_STREAM_PREMATURE_CLOSE" || request.raw.destroyed) return cutShort();
+  const message = (error as Error).message ?? "";
+  if (/terminated early|unexpected end/i.test(message)) return cutShort();
+  if (/malformed|boundary/i.test(message)) return new StrataError("bad_request", `the multipart upload cannot be read: ${message}`);
+  // any other refusal of the parser is the client's form, never a 500
+  if ((error as { statusCode?: number }).statusCode === 413) return new StrataError("payload_too_large", `the form is over the server's limits: ${message}`);
+  return new StrataError("bad_request", `the multipart form could not be read: ${message}`, { cause: error });
 }
 
 export function buildRoutes(app: FastifyInstance, builds: Builds): void {
@@ -75,8 +138,6 @@ export function buildRoutes(app: FastifyInstance, builds: Builds): void {
     try {
       const { fields, hasContext } = await readForm(request, contextFile);
       if (!hasContext) throw new StrataError("bad_request", "the 'context' file field is required");
-      const known = new Set(["dockerfile", "buildArgs", "name", "labels", "replace"]);
-      for (const key of Object.keys(fields)) if (!known.has(key)) throw new StrataError("bad_request", `unknown field '${key}'`);
       const name = fields.name;
       if (name !== undefined && !isName(name)) throw new StrataError("bad_request", `name ${describePattern(Name.pattern!)}, at most ${limits.nameChars} characters`, { details: { field: "name" } });
       if (fields.dockerfile !== undefined && fields.dockerfile.length > limits.pathChars) {
@@ -86,7 +147,7 @@ export function buildRoutes(app: FastifyInstance, builds: Builds): void {
       const dockerfile = normalizeDockerfilePath(fields.dockerfile ?? "Dockerfile");
       const buildRequest: BuildRequest = {
         dockerfile,
-        dockerfileText: await readDockerfile(contextFile, dockerfile),
+        dockerfileText: await prepareContext(contextFile, dockerfile),
         buildArgs: fields.buildArgs ? parseJsonField("buildArgs", fields.buildArgs) : {},
         ...(name ? { name } : {}),
         labels: fields.labels ? parseJsonField("labels", fields.labels) : {},
