@@ -57,8 +57,12 @@ test("a counting loop carries on from where it was in the restored sandbox and i
   assert.ok(resumed.count < atCheckpoint + 50, "it continued from the checkpoint, not from a fresh start or far later");
   await keepsCounting(restored, resumed.count);
 
-  const forks = await source.fork(2);
+  const { snapshotId: forkSnapshotId, sandboxes: forks } = await source.fork(2);
   assert.equal(forks.length, 2);
+  const forkSnapshot = await t.strata.snapshots.get(forkSnapshotId);
+  assert.equal(forkSnapshot.info.kind, "memory");
+  assert.equal(forkSnapshot.info.status, "ready");
+  assert.equal(forkSnapshot.info.sandboxId, source.id);
   for (const fork of forks) {
     assert.equal((await state(fork)).secret, before.secret);
     await keepsCounting(fork, (await state(fork)).count);
@@ -68,6 +72,8 @@ test("a counting loop carries on from where it was in the restored sandbox and i
   assert.equal((await source.refresh()).status, "running");
 
   for (const s of [restored, ...forks, source]) await s.delete();
+  await forkSnapshot.delete();
+  assert.equal(await errorCode(t.strata.snapshots.get(forkSnapshotId)), "snapshot_not_found", "the fork's snapshot is deleted by its id");
   for (const s of (await t.strata.snapshots.list({ kind: "memory" })).snapshots) await s.delete({ force: true });
 });
 
@@ -102,4 +108,97 @@ test("a memory snapshot exported from one server restores on another", async () 
   await keepsCounting(restored, (await state(restored)).count);
   await restored.delete();
   await imported.delete();
+});
+
+/** A loop that counts once a second into /tmp/count, its secret only in memory. */
+const slowCounter = ["sh", "-c", 'secret="s$RANDOM$RANDOM"; i=0; while true; do i=$((i+1)); echo "$secret $i" > /tmp/state; sleep 1; done'];
+
+test("six memory snapshots in a row leave the source running, counting on from where it was each time", async () => {
+  const source = await t.strata.sandboxes.create({ image: baseImage, isolation: "gvisor", cmd: slowCounter });
+  try {
+    await eventually(async () => (await state(source)).count >= 1, 10000, "the loop to start");
+    const { secret } = await state(source);
+    let last = (await state(source)).count;
+    for (let round = 1; round <= 6; round++) {
+      const snapshot = await (await source.snapshot({ kind: "memory" })).waitUntilReady({ timeoutMs: 60000 });
+      assert.equal(snapshot.info.status, "ready", `round ${round}`);
+      assert.equal((await source.refresh()).status, "running", `round ${round}: the source is running`);
+      const now = await state(source);
+      assert.equal(now.secret, secret, `round ${round}: the same processes, not a fresh start`);
+      assert.ok(now.count >= last, `round ${round}: the count went from ${last} back to ${now.count}`);
+      last = await keepsCounting(source, now.count);
+    }
+    assert.deepEqual(t.logs.filter((line) => String(line.event).startsWith("memory_")), [], "no resume fell back");
+    const snapshots = (await t.strata.snapshots.list({ kind: "memory", sandboxId: source.id })).snapshots;
+    assert.equal(snapshots.length, 6);
+    assert.ok(snapshots.every((s) => s.info.status === "ready"));
+    // The last one still restores.
+    const restored = await t.strata.sandboxes.create({ memorySnapshotId: snapshots.sort((a, b) => a.info.createdAt.localeCompare(b.info.createdAt)).at(-1)!.id });
+    assert.equal((await state(restored)).secret, secret);
+    await restored.delete();
+  } finally {
+    await source.delete().catch(() => undefined);
+    for (const s of (await t.strata.snapshots.list({ kind: "memory", sandboxId: source.id })).snapshots) await s.delete({ force: true });
+  }
+});
+
+test("one memory snapshot restores into several sandboxes at once", async () => {
+  const source = await t.strata.sandboxes.create({ image: baseImage, isolation: "gvisor", cmd: counter });
+  try {
+    await eventually(async () => (await state(source)).count > 3, 10000, "the loop to start");
+    const snapshot = await (await source.snapshot({ kind: "memory" })).waitUntilReady({ timeoutMs: 60000 });
+    const { secret } = await state(source);
+    const settled = await Promise.allSettled([1, 2, 3].map(() => t.strata.sandboxes.create({ memorySnapshotId: snapshot.id })));
+    const made = settled.flatMap((s) => (s.status === "fulfilled" ? [s.value] : []));
+    try {
+      assert.deepEqual(settled.map((s) => (s.status === "fulfilled" ? "ok" : String((s.reason as Error).message).slice(0, 300))), ["ok", "ok", "ok"]);
+      for (const restored of made) assert.equal((await state(restored)).secret, secret);
+    } finally {
+      for (const restored of made) await restored.delete();
+    }
+  } finally {
+    await source.delete().catch(() => undefined);
+    for (const s of (await t.strata.snapshots.list({ kind: "memory", sandboxId: source.id })).snapshots) await s.delete({ force: true });
+  }
+});
+
+test("a memory snapshot while a command runs is refused with sandbox_busy; the command and the source are untouched", async () => {
+  const source = await t.strata.sandboxes.create({ image: baseImage, isolation: "gvisor", cmd: counter });
+  try {
+    await eventually(async () => (await state(source)).count > 3, 10000, "the loop to start");
+    const { secret } = await state(source);
+    // The command waits for a file rather than a clock, so no timing decides the path.
+    const running = source.exec(["sh", "-c", "while [ ! -e /tmp/go ]; do sleep 0.1; done; echo done"]);
+    const engine = t.server.context.engine;
+    const containerOf = async () => (await t.server.context.index.findSandbox(source.id))!.containerId!;
+    await eventually(async () => ((await engine.inspectContainer(await containerOf()))?.execs ?? 0) > 0, 10000, "the command to start");
+
+    assert.equal(await errorCode(source.snapshot({ kind: "memory" })), "sandbox_busy");
+    assert.equal(await errorCode(source.fork(1)), "sandbox_busy");
+    assert.equal((await t.strata.snapshots.list({ kind: "memory", sandboxId: source.id })).snapshots.length, 0, "no snapshot record was left");
+
+    const beforeGo = await state(source);
+    assert.equal(beforeGo.secret, secret);
+    await source.exec(["touch", "/tmp/go"]);
+    const result = await running;
+    assert.deepEqual({ exitCode: result.exitCode, stdout: result.stdout, timedOut: result.timedOut }, { exitCode: 0, stdout: "done\n", timedOut: false });
+    assert.equal((await source.refresh()).status, "running");
+    const after = await state(source);
+    assert.equal(after.secret, secret, "the source kept its processes");
+    assert.ok(after.count >= beforeGo.count, `the count went from ${beforeGo.count} back to ${after.count}`);
+
+    // Once the command has ended, the snapshot is taken and restores.
+    const snapshot = await (await source.snapshot({ kind: "memory" })).waitUntilReady({ timeoutMs: 60000 });
+    const restored = await t.strata.sandboxes.create({ memorySnapshotId: snapshot.id });
+    try {
+      assert.equal((await state(restored)).secret, secret);
+    } finally {
+      await restored.delete();
+    }
+    assert.equal((await source.refresh()).status, "running");
+    assert.equal((await state(source)).secret, secret);
+  } finally {
+    await source.delete().catch(() => undefined);
+    for (const s of (await t.strata.snapshots.list({ kind: "memory", sandboxId: source.id })).snapshots) await s.delete({ force: true });
+  }
 });

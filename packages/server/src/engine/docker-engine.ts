@@ -26,6 +26,8 @@ interface DockerContainer {
   Id: string;
   State: { Status: ContainerState; ExitCode: number };
   Config: { Labels?: Record<string, string> | null };
+  /** Execs not yet finished: the engine drops an exec from this list when it exits. */
+  ExecIDs?: string[] | null;
   HostConfig?: { Runtime?: string };
   GraphDriver?: { Name?: string; Data?: Record<string, string> | null };
 }
@@ -201,7 +203,7 @@ export class DockerEngine implements Engine {
   async inspectContainer(id: string): Promise<ContainerInfo | null> {
     try {
       const c = await this.client.json<DockerContainer>({ method: "GET", path: `/containers/${id}/json` });
-      return { id: c.Id, state: c.State.Status, exitCode: c.State.ExitCode, labels: c.Config.Labels ?? {} };
+      return { id: c.Id, state: c.State.Status, exitCode: c.State.ExitCode, labels: c.Config.Labels ?? {}, execs: c.ExecIDs?.length ?? 0 };
     } catch (error) {
       if (notFound(error)) return null;
       throw error;

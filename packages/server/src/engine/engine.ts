@@ -35,6 +35,8 @@ export interface ContainerInfo {
   state: ContainerState;
   exitCode: number;
   labels: Record<string, string>;
+  /** Commands exec'd into the container that the engine still holds (created or running); from inspect only. */
+  execs?: number;
 }
 
 export interface ExecSpec {

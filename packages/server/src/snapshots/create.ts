@@ -1,7 +1,9 @@
 // Creating a snapshot: check the request, record it as creating, then capture
 // in the background (a container: commit, paused while read; a directory: see
-// capture-directory.ts), write the manifest and turn ready; on failure remove
-// what was made and record why.
+// capture-directory.ts; memory: capture-memory.ts), write the manifest and
+// turn ready; on failure remove what was made and record why. While a memory
+// capture runs, its sandbox takes no other snapshot (its container is
+// swapped underneath).
 import { randomUUID } from "node:crypto";
 import { posix } from "node:path";
 import { StrataError, type CreateSnapshotRequest, type Snapshot } from "@strata/contract";
@@ -11,7 +13,7 @@ import { engineError } from "../engine/errors.js";
 import { findSandbox } from "../sandboxes/lifecycle.js";
 import { captureDirectory, checkDirectory } from "./capture-directory.js";
 import { pushSnapshot } from "./push.js";
-import { captureMemory } from "./capture-memory.js";
+import { captureMemory, refuseRunningExecs } from "./capture-memory.js";
 import type { ManifestV1 } from "./manifest.js";
 import { markReady } from "./ready.js";
 
@@ -35,6 +37,9 @@ export async function createSnapshot(ctx: Context, sandboxRef: string, request: 
     if (container?.state !== "running") {
       throw new StrataError("sandbox_not_running", `sandbox '${sandboxRef}' is not running; a memory snapshot needs running processes`);
     }
+    await refuseRunningExecs(ctx, containerId, sandboxRef).catch((error) => {
+      throw engineError(error, "inspect sandbox");
+    });
   }
   if (kind === "directory") {
     if (!request.path) throw new StrataError("bad_request", "body/path is required for kind directory");
@@ -44,6 +49,11 @@ export async function createSnapshot(ctx: Context, sandboxRef: string, request: 
   }
   if (request.name && ctx.index.snapshotNameOwner(request.name)) {
     throw new StrataError("snapshot_name_taken", `a snapshot named '${request.name}' already exists`);
+  }
+  // Checked with no await before the insert below, so two requests cannot both pass.
+  const capturing = ctx.index.listSnapshots({ kind: "memory", status: "creating", sandboxId: row.id, limit: 1 })[0];
+  if (capturing) {
+    throw new StrataError("sandbox_busy", `sandbox '${sandboxRef}' is being checkpointed (snapshot ${capturing.id}); try again once that snapshot is ready`);
   }
 
   const record: Snapshot = {
