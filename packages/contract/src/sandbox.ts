@@ -30,6 +30,21 @@ export const Resources = Type.Object(
   { additionalProperties: false },
 );
 
+/**
+ * A sandbox's safety settings as a snapshot records them: restores, forks,
+ * imports and registry restores of the snapshot inherit each one the create
+ * request does not set.
+ */
+export const SandboxSettings = Type.Object(
+  {
+    isolation: Isolation,
+    network: Type.Boolean({ description: "Whether the source had outbound network." }),
+    resources: Resources,
+  },
+  { additionalProperties: false, description: "The source sandbox's isolation, network and resource limits, inherited by restores unless the request sets them." },
+);
+export type SandboxSettings = Static<typeof SandboxSettings>;
+
 /** A bare identifier: letters, digits, `.`, `_`, `-`, starting with a letter or digit. */
 export const Name = Type.String({ pattern: "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", maxLength: 128 });
 

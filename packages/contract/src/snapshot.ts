@@ -1,6 +1,6 @@
 // Request and reply schemas of snapshots.
 import { Type, type Static } from "@sinclair/typebox";
-import { Name } from "./sandbox.js";
+import { Name, SandboxSettings } from "./sandbox.js";
 
 const Labels = Type.Record(Type.String({ minLength: 1, maxLength: 256 }), Type.String({ maxLength: 4096 }));
 
@@ -63,6 +63,7 @@ export const Snapshot = Type.Object({
   storedBytes: Type.Optional(Type.Integer({ description: "Bytes of the compressed blob on disk (kinds directory and memory)." })),
   checkpointBytes: Type.Optional(Type.Integer({ description: "Uncompressed bytes of the process checkpoint (kind memory)." })),
   baseImage: BaseImage,
+  settings: Type.Optional(SandboxSettings),
   createdAt: Type.String({ format: "date-time" }),
   readyAt: Type.Optional(Type.String({ format: "date-time" })),
 });

@@ -17,7 +17,7 @@ interface DockerImage {
   RepoTags?: string[] | null;
   RepoDigests?: string[] | null;
   Size?: number;
-  Config?: { Cmd?: string[] | null; Entrypoint?: string[] | null; Env?: string[] | null };
+  Config?: { Cmd?: string[] | null; Entrypoint?: string[] | null; Env?: string[] | null; Labels?: Record<string, string> | null };
   RootFS?: { Layers?: string[] | null };
   Architecture?: string;
 }
@@ -127,6 +127,7 @@ export class DockerEngine implements Engine {
         cmd: image.Config?.Cmd ?? null,
         entrypoint: image.Config?.Entrypoint ?? null,
         env: image.Config?.Env ?? [],
+        labels: image.Config?.Labels ?? {},
         sizeBytes: image.Size ?? 0,
         layers: image.RootFS?.Layers ?? [],
         architecture: image.Architecture ?? "unknown",

@@ -9,6 +9,8 @@ export interface ImageInfo {
   cmd: string[] | null;
   entrypoint: string[] | null;
   env: string[];
+  /** The image config's labels. */
+  labels: Record<string, string>;
   sizeBytes: number;
   /** Diff ids of the layers, bottom first. */
   layers: string[];

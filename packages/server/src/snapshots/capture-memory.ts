@@ -16,6 +16,7 @@ import tar from "tar-stream";
 import { labelKeys, snapshotRepo, type Context } from "../context.js";
 import type { ManifestV1 } from "./manifest.js";
 import { markReady } from "./ready.js";
+import { snapshotImageLabels } from "./create.js";
 
 /** A tar of a directory's regular files and subdirectories, streamed. */
 function packDirectory(dir: string): Readable {
@@ -175,8 +176,7 @@ export async function captureMemory(ctx: Context, record: Snapshot, containerId:
     let blob: Awaited<ReturnType<typeof ctx.blobs.writeTar>>;
     try {
       imageId = await ctx.engine.commit(containerId, {
-        repo: snapshotRepo(ctx), tag: record.id, pause: false,
-        labels: { [labelKeys.server]: ctx.serverId, [labelKeys.snapshot]: record.id },
+        repo: snapshotRepo(ctx), tag: record.id, pause: false, labels: snapshotImageLabels(ctx, record),
       });
       const dir = await ctx.engine.checkpointDir(containerId, name);
       blob = await ctx.blobs.writeTar(packDirectory(dir), { signal });
@@ -206,6 +206,7 @@ export async function captureMemory(ctx: Context, record: Snapshot, containerId:
       parent: record.parent ? { id: record.parent, digest: record.parentDigest ?? null } : null,
       baseImage: record.baseImage,
       labels: record.labels,
+      ...(record.settings ? { settings: record.settings } : {}),
       content: {
         imageId, sizeBytes, imageSizeBytes: image.sizeBytes, layers: image.layers,
         blobDigest: blob.digest, blobSizeBytes: blob.sizeBytes, fileCount: blob.fileCount,

@@ -14,7 +14,7 @@ import { findSandbox } from "../sandboxes/lifecycle.js";
 import { captureDirectory, checkDirectory } from "./capture-directory.js";
 import { pushSnapshot } from "./push.js";
 import { captureMemory, refuseRunningExecs } from "./capture-memory.js";
-import type { ManifestV1 } from "./manifest.js";
+import { canonicalJson, type ManifestV1 } from "./manifest.js";
 import { markReady } from "./ready.js";
 
 export async function createSnapshot(ctx: Context, sandboxRef: string, request: CreateSnapshotRequest): Promise<Snapshot> {
@@ -66,6 +66,7 @@ export async function createSnapshot(ctx: Context, sandboxRef: string, request: 
     ...(row.snapshotDigest ? { parentDigest: row.snapshotDigest } : {}),
     labels: request.labels ?? {},
     baseImage: { ref: row.baseRef, digest: row.baseDigest },
+    ...(kind !== "directory" ? { settings: { isolation: row.isolation, network: row.network, resources: row.resources } } : {}),
     ...(kind === "directory" ? { path: posix.normalize(request.path!) } : {}),
     ...(request.exclude?.length ? { exclude: request.exclude } : {}),
     createdAt: new Date().toISOString(),
@@ -107,7 +108,7 @@ async function captureContainer(ctx: Context, record: Snapshot, containerId: str
     imageId = await ctx.engine.commit(containerId, {
       repo: snapshotRepo(ctx),
       tag: record.id,
-      labels: { [labelKeys.server]: ctx.serverId, [labelKeys.snapshot]: record.id },
+      labels: snapshotImageLabels(ctx, record),
       pause: true,
     });
     if (signal.aborted) throw new StrataError("internal", "snapshot deleted while creating");
@@ -139,6 +140,18 @@ async function captureDirectoryJob(ctx: Context, record: Snapshot, containerId: 
   }
 }
 
+/**
+ * Labels of a snapshot's committed image: its server and id, and its source's
+ * settings (canonical JSON), which travel with the image through a registry.
+ */
+export function snapshotImageLabels(ctx: Context, record: Snapshot): Record<string, string> {
+  return {
+    [labelKeys.server]: ctx.serverId,
+    [labelKeys.snapshot]: record.id,
+    ...(record.settings ? { [labelKeys.settings]: canonicalJson(record.settings) } : {}),
+  };
+}
+
 /** Writes the manifest of a committed image and turns the snapshot ready. */
 export async function finishContainerSnapshot(ctx: Context, record: Snapshot, imageId: string): Promise<Snapshot> {
   const [image, sizeBytes] = await Promise.all([ctx.engine.inspectImage(imageId), ctx.engine.topLayerSize(imageId)]);
@@ -151,6 +164,7 @@ export async function finishContainerSnapshot(ctx: Context, record: Snapshot, im
     parent: record.parent ? { id: record.parent, digest: record.parentDigest ?? null } : null,
     baseImage: record.baseImage,
     labels: record.labels,
+    ...(record.settings ? { settings: record.settings } : {}),
     content: { imageId, sizeBytes, imageSizeBytes: image.sizeBytes, layers: image.layers },
     createdAt: record.createdAt,
   };

@@ -5,7 +5,7 @@ import { rmSync } from "node:fs";
 import { join } from "node:path";
 import type { Snapshot } from "@strata/contract";
 import { labelKeys, snapshotRepo, type Context } from "../context.js";
-import { finishContainerSnapshot, markFailed } from "./create.js";
+import { finishContainerSnapshot, markFailed, snapshotImageLabels } from "./create.js";
 import { removeSnapshotArtifacts } from "./delete.js";
 import { briefly, resumeSource } from "./capture-memory.js";
 import type { StoreScan } from "./store.js";
@@ -81,8 +81,7 @@ async function restartCheckpointedSource(ctx: Context, snapshot: Snapshot): Prom
   try {
     const image = (await ctx.engine.listImages({ [labelKeys.snapshot]: snapshot.id, [labelKeys.server]: ctx.serverId }))[0];
     const imageId = image?.id ?? await ctx.engine.commit(containerId, {
-      repo: snapshotRepo(ctx), tag: snapshot.id, pause: false,
-      labels: { [labelKeys.server]: ctx.serverId, [labelKeys.snapshot]: snapshot.id },
+      repo: snapshotRepo(ctx), tag: snapshot.id, pause: false, labels: snapshotImageLabels(ctx, snapshot),
     });
     await resumeSource(ctx, snapshot, containerId, imageId, name);
     return "; the sandbox was resumed from the checkpoint";
