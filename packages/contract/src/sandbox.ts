@@ -158,7 +158,7 @@ export const UploadResult = Type.Object({ path: Type.String(), bytes: Type.Integ
 export type UploadResult = Static<typeof UploadResult>;
 
 export const ForkReply = Type.Object({
-  snapshotId: Type.String({ description: "The memory snapshot the forks continue from." }),
+  snapshotId: Type.String({ description: "The memory snapshot the forks continue from. It is kept: more sandboxes can start from it, and it is deleted like any snapshot (`DELETE /v1/snapshots/{id}`, with `force` while forks exist)." }),
   sandboxes: Type.Array(Sandbox),
 });
 export type ForkReply = Static<typeof ForkReply>;
