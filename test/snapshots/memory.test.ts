@@ -171,7 +171,7 @@ test("a memory snapshot while a command runs is refused with sandbox_busy; the c
     const running = source.exec(["sh", "-c", "while [ ! -e /tmp/go ]; do sleep 0.1; done; echo done"]);
     const engine = t.server.context.engine;
     const containerOf = async () => (await t.server.context.index.findSandbox(source.id))!.containerId!;
-    await eventually(async () => ((await engine.inspectContainer(await containerOf()))?.execs ?? 0) > 0, 10000, "the command to start");
+    await eventually(async () => (await engine.runningExecs(await containerOf())) > 0, 10000, "the command to start");
 
     assert.equal(await errorCode(source.snapshot({ kind: "memory" })), "sandbox_busy");
     assert.equal(await errorCode(source.fork(1)), "sandbox_busy");

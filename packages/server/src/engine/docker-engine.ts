@@ -204,11 +204,29 @@ export class DockerEngine implements Engine {
   async inspectContainer(id: string): Promise<ContainerInfo | null> {
     try {
       const c = await this.client.json<DockerContainer>({ method: "GET", path: `/containers/${id}/json` });
-      return { id: c.Id, state: c.State.Status, exitCode: c.State.ExitCode, labels: c.Config.Labels ?? {}, execs: c.ExecIDs?.length ?? 0 };
+      return { id: c.Id, state: c.State.Status, exitCode: c.State.ExitCode, labels: c.Config.Labels ?? {} };
     } catch (error) {
       if (notFound(error)) return null;
       throw error;
     }
+  }
+
+  async runningExecs(id: string): Promise<number> {
+    let ids: string[];
+    try {
+      ids = (await this.client.json<DockerContainer>({ method: "GET", path: `/containers/${id}/json` })).ExecIDs ?? [];
+    } catch (error) {
+      if (notFound(error)) return 0;
+      throw error;
+    }
+    // The list also holds execs created but never started, and one that has
+    // just exited may linger for a moment: count those the engine says run.
+    const running = await Promise.all(ids.map((execId) =>
+      this.client.json<{ Running: boolean }>({ method: "GET", path: `/exec/${execId}/json` }).then((e) => e.Running, (error) => {
+        if (notFound(error)) return false;
+        throw error;
+      })));
+    return running.filter(Boolean).length;
   }
 
   async listContainers(labels: Record<string, string>): Promise<ContainerInfo[]> {

@@ -37,8 +37,6 @@ export interface ContainerInfo {
   state: ContainerState;
   exitCode: number;
   labels: Record<string, string>;
-  /** Commands exec'd into the container that the engine still holds (created or running); from inspect only. */
-  execs?: number;
 }
 
 export interface ExecSpec {
@@ -125,6 +123,8 @@ export interface Engine {
   /** Removes the container and its anonymous volumes; a missing container is not an error. */
   removeContainer(id: string): Promise<void>;
   inspectContainer(id: string): Promise<ContainerInfo | null>;
+  /** How many commands exec'd into the container are running now (0 for a missing container). */
+  runningExecs(id: string): Promise<number>;
   /** Containers carrying all these labels, running or not. */
   listContainers(labels: Record<string, string>): Promise<ContainerInfo[]>;
   exec(containerId: string, spec: ExecSpec, handlers: ExecHandlers): Promise<ExecOutcome>;

@@ -14,6 +14,7 @@ import { pipeline } from "node:stream/promises";
 import { StrataError, type Snapshot } from "@strata/contract";
 import tar from "tar-stream";
 import { labelKeys, snapshotRepo, type Context } from "../context.js";
+import { engineError } from "../engine/errors.js";
 import type { ManifestV1 } from "./manifest.js";
 import { markReady } from "./ready.js";
 import { snapshotImageLabels } from "./create.js";
@@ -106,11 +107,11 @@ async function startFromArchive(ctx: Context, containerId: string, archive: Read
  * streams, which no restore can reconnect, and would cut those commands off.
  */
 export async function refuseRunningExecs(ctx: Context, containerId: string, sandbox: string): Promise<void> {
-  const container = await ctx.engine.inspectContainer(containerId);
-  if (container?.execs) {
+  const running = await ctx.engine.runningExecs(containerId);
+  if (running) {
     throw new StrataError(
       "sandbox_busy",
-      `sandbox '${sandbox}' has ${container.execs} command(s) running; a memory snapshot waits for them to end (a checkpoint cannot carry them)`,
+      `sandbox '${sandbox}' has ${running} command(s) running; take the memory snapshot once they end (a checkpoint cannot carry them)`,
     );
   }
 }
@@ -166,7 +167,13 @@ export async function resumeSource(ctx: Context, record: Snapshot, oldContainerI
 export async function captureMemory(ctx: Context, record: Snapshot, containerId: string, signal: AbortSignal): Promise<Snapshot> {
   await refuseRunningExecs(ctx, containerId, record.sandboxId);
   const name = `strata-${record.id}`;
-  await ctx.engine.checkpoint(containerId, name);
+  try {
+    await ctx.engine.checkpoint(containerId, name);
+  } catch (error) {
+    // Say what became of the source: a runtime that fails part way may have stopped it.
+    const state = (await ctx.engine.inspectContainer(containerId).catch(() => null))?.state ?? "gone";
+    throw new StrataError(engineError(error, "checkpoint").code, `checkpoint: ${briefly(error)}; the sandbox is ${state === "running" ? "still running" : state}`, { cause: error });
+  }
   let imageId: string | undefined;
   let blobDigest: string | undefined;
   const undo = async () => {
