@@ -1,5 +1,7 @@
 // A notebook service checkpoints running gVisor sandboxes and resumes or forks
 // them with their processes where they were.
+import { execFileSync } from "node:child_process";
+import { randomUUID } from "node:crypto";
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import type { Sandbox } from "@strata/sdk";
@@ -200,5 +202,48 @@ test("a memory snapshot while a command runs is refused with sandbox_busy; the c
   } finally {
     await source.delete().catch(() => undefined);
     for (const s of (await t.strata.snapshots.list({ kind: "memory", sandboxId: source.id })).snapshots) await s.delete({ force: true });
+  }
+});
+
+test("a server stopped between a checkpoint and the resume resumes the source from the checkpoint on restart, never afresh", async () => {
+  const first = await startTestServer();
+  let second: TestServer | undefined;
+  try {
+    const source = await first.strata.sandboxes.create({ image: baseImage, isolation: "gvisor", cmd: counter });
+    await eventually(async () => (await state(source)).count > 3, 10000, "the loop to start");
+    const { secret } = await state(source);
+    // One real memory snapshot first: the source then runs in a container restored once already, which gVisor cannot restore again in place.
+    const earlier = await (await source.snapshot({ kind: "memory" })).waitUntilReady({ timeoutMs: 60000 });
+    assert.equal((await state(source)).secret, secret);
+    // What a crash right after the checkpoint leaves: a creating memory record and a stopped, checkpointed source.
+    const ctx = first.server.context;
+    const row = ctx.index.findSandbox(source.id)!;
+    const record = {
+      id: randomUUID(), kind: "memory" as const, status: "creating" as const, sandboxId: row.id, labels: {},
+      baseImage: { ref: row.baseRef, digest: row.baseDigest }, createdAt: new Date().toISOString(),
+      settings: { isolation: row.isolation, network: row.network, resources: row.resources },
+    };
+    ctx.index.insertSnapshot(record);
+    ctx.snapshots.writeRecord(record);
+    await ctx.engine.checkpoint(row.containerId!, `strata-${record.id}`);
+    assert.equal((await ctx.engine.inspectContainer(row.containerId!))?.state, "exited");
+    await first.stop();
+
+    second = await first.restart();
+    const snapshot = await second.strata.snapshots.get(record.id);
+    await assert.rejects(snapshot.waitUntilReady({ timeoutMs: 60000 }), (error: { code: string }) => error.code === "interrupted");
+    assert.match(snapshot.info.error!.message, /resumed from the checkpoint/);
+    const again = await second.strata.sandboxes.get(source.id);
+    assert.equal(again.status, "running");
+    const now = await state(again);
+    assert.equal(now.secret, secret, "the same processes, not a fresh start");
+    await keepsCounting(again, now.count);
+    await (await second.strata.snapshots.get(earlier.id)).delete({ force: true });
+  } finally {
+    const serverId = first.server.context.serverId;
+    await second?.close();
+    await first.close();
+    const images = execFileSync("docker", ["images", "-q", "--no-trunc", "--filter", `label=dev.strata.server=${serverId}`], { encoding: "utf8" }).split("\n").filter(Boolean);
+    if (images.length) execFileSync("docker", ["rmi", "-f", ...new Set(images)]);
   }
 });
