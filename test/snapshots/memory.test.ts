@@ -115,15 +115,23 @@ test("a memory snapshot exported from one server restores on another", async () 
 /** A loop that counts once a second into /tmp/count, its secret only in memory. */
 const slowCounter = ["sh", "-c", 'secret="s$RANDOM$RANDOM"; i=0; while true; do i=$((i+1)); echo "$secret $i" > /tmp/state; sleep 1; done'];
 
-test("six memory snapshots in a row leave the source running, counting on from where it was each time", async () => {
+test("six memory snapshots and two forks in a row leave the source running, counting on from where it was each time", async () => {
   const source = await t.strata.sandboxes.create({ image: baseImage, isolation: "gvisor", cmd: slowCounter });
   try {
     await eventually(async () => (await state(source)).count >= 1, 10000, "the loop to start");
     const { secret } = await state(source);
     let last = (await state(source)).count;
-    for (let round = 1; round <= 6; round++) {
-      const snapshot = await (await source.snapshot({ kind: "memory" })).waitUntilReady({ timeoutMs: 60000 });
-      assert.equal(snapshot.info.status, "ready", `round ${round}`);
+    // Six snapshots with two forks among them: any order leaves the source running where it was.
+    for (let round = 1; round <= 8; round++) {
+      if (round === 3 || round === 6) {
+        const { snapshotId, sandboxes: [fork] } = await source.fork(1);
+        assert.equal((await state(fork!)).secret, secret, `round ${round}: the fork continues the same processes`);
+        await fork!.delete();
+        await (await t.strata.snapshots.get(snapshotId)).delete();
+      } else {
+        const snapshot = await (await source.snapshot({ kind: "memory" })).waitUntilReady({ timeoutMs: 60000 });
+        assert.equal(snapshot.info.status, "ready", `round ${round}`);
+      }
       assert.equal((await source.refresh()).status, "running", `round ${round}: the source is running`);
       const now = await state(source);
       assert.equal(now.secret, secret, `round ${round}: the same processes, not a fresh start`);

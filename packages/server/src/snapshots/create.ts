@@ -50,10 +50,16 @@ export async function createSnapshot(ctx: Context, sandboxRef: string, request: 
   if (request.name && ctx.index.snapshotNameOwner(request.name)) {
     throw new StrataError("snapshot_name_taken", `a snapshot named '${request.name}' already exists`);
   }
-  // Checked with no await before the insert below, so two requests cannot both pass.
-  const capturing = ctx.index.listSnapshots({ kind: "memory", status: "creating", sandboxId: row.id, limit: 1 })[0];
+  // A checkpoint swaps the sandbox's container and cannot be taken of a
+  // container paused for a commit: while one runs, nothing else is captured,
+  // and it waits for captures already running. Checked with no await before
+  // the insert below, so two requests cannot both pass.
+  const capturing = ctx.index.listSnapshots({ ...(kind === "memory" ? {} : { kind: "memory" }), status: "creating", sandboxId: row.id, limit: 1 })[0];
   if (capturing) {
-    throw new StrataError("sandbox_busy", `sandbox '${sandboxRef}' is being checkpointed (snapshot ${capturing.id}); try again once that snapshot is ready`);
+    throw new StrataError(
+      "sandbox_busy",
+      `sandbox '${sandboxRef}' is being captured (${capturing.kind} snapshot ${capturing.id}); take this snapshot once that one is ready or failed`,
+    );
   }
 
   const record: Snapshot = {
