@@ -255,3 +255,25 @@ test("a server stopped between a checkpoint and the resume resumes the source fr
     if (images.length) execFileSync("docker", ["rmi", "-f", ...new Set(images)]);
   }
 });
+
+test("restores and forks of a memory snapshot keep the source's network and limits", async () => {
+  const resources = { memoryMb: 512, pids: 200 };
+  const source = await t.strata.sandboxes.create({ image: baseImage, isolation: "gvisor", network: false, resources, cmd: counter });
+  const made = [source];
+  try {
+    await eventually(async () => (await state(source)).count > 3, 10000, "the loop to start");
+    const snapshot = await (await source.snapshot({ kind: "memory" })).waitUntilReady({ timeoutMs: 60000 });
+    assert.deepEqual(snapshot.info.settings, { isolation: "gvisor", network: false, resources });
+    const restored = await t.strata.sandboxes.create({ memorySnapshotId: snapshot.id });
+    made.push(restored);
+    const { sandboxes: [fork] } = await source.fork(1);
+    made.push(fork!);
+    await source.refresh();
+    for (const sandbox of [source, restored, fork!]) {
+      assert.deepEqual({ isolation: sandbox.info.isolation, network: sandbox.info.network, resources: sandbox.info.resources }, { isolation: "gvisor", network: false, resources }, sandbox.id);
+    }
+  } finally {
+    for (const sandbox of made.reverse()) await sandbox.delete().catch(() => undefined);
+    for (const s of (await t.strata.snapshots.list({ kind: "memory", sandboxId: source.id })).snapshots) await s.delete({ force: true });
+  }
+});
