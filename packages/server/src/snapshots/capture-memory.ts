@@ -176,8 +176,11 @@ export async function captureMemory(ctx: Context, record: Snapshot, containerId:
   }
   let imageId: string | undefined;
   let blobDigest: string | undefined;
+  let blobCreated = false;
   const undo = async () => {
     if (imageId) await ctx.engine.removeImage(`${snapshotRepo(ctx)}:${record.id}`, false).catch(() => undefined);
+    // A blob this capture added and no snapshot uses goes too (identical checkpoints are stored once).
+    if (blobDigest && blobCreated && ctx.index.snapshotsUsingBlob(blobDigest).length === 0) ctx.blobs.remove(blobDigest);
   };
   try {
     let blob: Awaited<ReturnType<typeof ctx.blobs.writeTar>>;
@@ -188,6 +191,7 @@ export async function captureMemory(ctx: Context, record: Snapshot, containerId:
       const dir = await ctx.engine.checkpointDir(containerId, name);
       blob = await ctx.blobs.writeTar(packDirectory(dir), { signal });
       blobDigest = blob.digest;
+      blobCreated = blob.created;
     } catch (error) {
       await resumeSource(ctx, record, containerId, imageId, name).catch((resumeError) => {
         throw new StrataError("checkpoint_restore_failed", `${briefly(error)}; and the sandbox could not be resumed, so it is stopped: ${briefly(resumeError)}`, { cause: error });
