@@ -22,7 +22,10 @@ after(async () => {
 const counter = ["sh", "-c", 'secret="s$RANDOM$RANDOM"; i=0; while true; do i=$((i+1)); echo "$secret $i" > /tmp/state; sleep 0.1; done'];
 
 async function state(sandbox: Sandbox): Promise<{ secret: string; count: number }> {
-  const [secret = "", count = "0"] = (await sandbox.exec(["cat", "/tmp/state"])).stdout.trim().split(" ");
+  // The loop truncates the file before each write: a read in between sees it empty, so read again.
+  let text = "";
+  for (let tries = 0; !text && tries < 20; tries++) text = (await sandbox.exec(["cat", "/tmp/state"])).stdout.trim();
+  const [secret = "", count = "0"] = text.split(" ");
   return { secret, count: Number(count) };
 }
 
@@ -274,6 +277,35 @@ test("restores and forks of a memory snapshot keep the source's network and limi
     }
   } finally {
     for (const sandbox of made.reverse()) await sandbox.delete().catch(() => undefined);
+    for (const s of (await t.strata.snapshots.list({ kind: "memory", sandboxId: source.id })).snapshots) await s.delete({ force: true });
+  }
+});
+
+test("a resume that fails fails the snapshot with checkpoint_restore_failed and leaves the source stopped, not restarted afresh", async () => {
+  const source = await t.strata.sandboxes.create({ image: baseImage, isolation: "gvisor", cmd: counter });
+  try {
+    await eventually(async () => (await state(source)).count > 3, 10000, "the loop to start");
+    const { secret } = await state(source);
+    // Make the resume's new container impossible: a memory limit below the engine's minimum in the sandbox's record.
+    const db = (t.server.context.index as unknown as { db: { prepare(sql: string): { run(...args: unknown[]): unknown } } }).db;
+    db.prepare("UPDATE sandboxes SET resources = ? WHERE id = ?").run(JSON.stringify({ memoryMb: 1 }), source.id);
+    // A container never restored before is restored in place instead: the snapshot is good and the source carries on.
+    const inPlace = await (await source.snapshot({ kind: "memory" })).waitUntilReady({ timeoutMs: 60000 });
+    assert.equal((await source.refresh()).status, "running");
+    assert.equal((await state(source)).secret, secret);
+    assert.ok(t.logs.some((line) => line.event === "memory_resumed_in_place" && line.snapshotId === inPlace.id));
+    // Restored once, it cannot be again: now the snapshot fails, saying so, and the source stays stopped.
+    const snapshot = await source.snapshot({ kind: "memory" });
+    await assert.rejects(snapshot.waitUntilReady({ timeoutMs: 60000 }), (error: { code: string }) => error.code === "checkpoint_restore_failed");
+    assert.equal(snapshot.info.status, "failed");
+    assert.equal(snapshot.info.error?.code, "checkpoint_restore_failed");
+    assert.match(snapshot.info.error!.message, /stopped/);
+    assert.equal((await source.refresh()).status, "stopped", "the sandbox says what it is: stopped, its processes not started afresh");
+    const images = await t.server.context.engine.listImages({ "dev.strata.snapshot": snapshot.id });
+    assert.deepEqual(images, [], "the failed snapshot's image is gone");
+    assert.equal(await errorCode(t.strata.sandboxes.create({ memorySnapshotId: snapshot.id })), "snapshot_not_ready");
+  } finally {
+    await source.delete().catch(() => undefined);
     for (const s of (await t.strata.snapshots.list({ kind: "memory", sandboxId: source.id })).snapshots) await s.delete({ force: true });
   }
 });

@@ -120,8 +120,9 @@ export async function refuseRunningExecs(ctx: Context, containerId: string, sand
  * The source carries on in a new container made from the snapshot's image and
  * started from the checkpoint (gVisor cannot restore a container id it has
  * restored before); the sandbox keeps its id and points at the new container,
- * and the old one is removed. When no image was committed, the old container
- * is started from its own checkpoint instead. Never starts the processes
+ * and the old one is removed. When no image was committed, or that fails, the
+ * old container is started from its own checkpoint instead (which works only
+ * for a container never restored before). Never starts the processes
  * afresh: on failure the source stays stopped and this throws
  * `checkpoint_restore_failed`.
  */
@@ -150,7 +151,14 @@ export async function resumeSource(ctx: Context, record: Snapshot, oldContainerI
   } catch (error) {
     if (newId) await ctx.engine.removeContainer(newId).catch(() => undefined);
     ctx.config.log({ event: "memory_resume_failed", sandboxId: row.id, snapshotId: record.id, message: (error as Error).message });
-    throw error instanceof StrataError ? error : new StrataError("checkpoint_restore_failed", `could not make the container to resume in: ${briefly(error)}`, { cause: error });
+    // A container never restored before can still be restored in place.
+    try {
+      await startFromArchive(ctx, oldContainerId, packDirectory(oldDir), `${name}-resume`);
+      ctx.config.log({ event: "memory_resumed_in_place", sandboxId: row.id, snapshotId: record.id });
+      return;
+    } catch {
+      throw error instanceof StrataError ? error : new StrataError("checkpoint_restore_failed", `could not make the container to resume in: ${briefly(error)}`, { cause: error });
+    }
   }
   ctx.index.setSandboxContainer(row.id, newId);
   await ctx.engine.removeContainer(oldContainerId).catch(() => undefined);
