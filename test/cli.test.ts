@@ -142,3 +142,25 @@ test("build a snapshot from a directory with the log printed live", async () => 
   await strata("snapshot", "rm", "cli-built");
   rmSync(dir, { recursive: true, force: true });
 });
+
+test("fork prints the memory snapshot's id and the forks; the snapshot is found and deleted by that id", async () => {
+  const source = await t.strata.sandboxes.create({ image: baseImage, isolation: "gvisor", cmd: ["sh", "-c", "while true; do sleep 1; done"] });
+  try {
+    const text = await strata("sandbox", "fork", source.id, "--count", "1");
+    assert.equal(text.code, 0, text.stderr);
+    const [first, ...forks] = text.stdout.trim().split("\n");
+    const snapshotId = /^snapshot ([0-9a-f-]{36})$/.exec(first ?? "")?.[1];
+    assert.ok(snapshotId, `first line: ${first}`);
+    assert.equal(forks.length, 1);
+    assert.equal((await t.strata.snapshots.get(snapshotId)).info.kind, "memory");
+
+    const json = JSON.parse((await strata("sandbox", "fork", source.id, "--json")).stdout) as { snapshotId: string; sandboxes: { id: string }[] };
+    assert.equal(json.sandboxes.length, 1);
+    assert.notEqual(json.snapshotId, snapshotId);
+    for (const id of [...forks, json.sandboxes[0]!.id]) assert.equal((await strata("sandbox", "rm", id!)).code, 0);
+    for (const id of [snapshotId, json.snapshotId]) assert.equal((await strata("snapshot", "rm", id)).code, 0);
+    assert.equal((await t.strata.snapshots.list({ kind: "memory", sandboxId: source.id })).snapshots.length, 0);
+  } finally {
+    await source.delete();
+  }
+});

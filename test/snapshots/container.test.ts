@@ -1,4 +1,5 @@
 // A user snapshots sandboxes and starts new ones from the snapshots.
+import { execFileSync } from "node:child_process";
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -253,4 +254,85 @@ test("gc removes images no record owns and never what a record owns", async () =
   await restored.delete();
   await source.delete();
   await kept.delete();
+});
+
+/** What the engine itself says of a sandbox's container: runtime, network mode and limits. */
+function engineSettings(containerId: string): { runtime: string; networkMode: string; memory: number; pids: number | null; nanoCpus: number } {
+  const [info] = JSON.parse(execFileSync("docker", ["inspect", containerId], { encoding: "utf8" })) as {
+    HostConfig: { Runtime: string; NetworkMode: string; Memory: number; PidsLimit: number | null; NanoCpus: number };
+  }[];
+  const host = info!.HostConfig;
+  return { runtime: host.Runtime, networkMode: host.NetworkMode, memory: host.Memory, pids: host.PidsLimit, nanoCpus: host.NanoCpus };
+}
+
+const containerOf = (server: TestServer, id: string) => server.server.context.index.findSandbox(id)!.containerId!;
+
+test("a restore keeps the source's isolation, network and limits unless the request sets them; imports carry them too", async () => {
+  const resources = { cpus: 0.5, memoryMb: 256, pids: 100 };
+  const source = await t.strata.sandboxes.create({ image: baseImage, isolation: "gvisor", network: false, resources });
+  const other = await startTestServer();
+  const made: { delete(): Promise<void> }[] = [source];
+  try {
+    const snapshot = await (await source.snapshot()).waitUntilReady({ timeoutMs: 60000 });
+    assert.deepEqual(snapshot.info.settings, { isolation: "gvisor", network: false, resources });
+
+    const plain = await t.strata.sandboxes.create({ snapshotId: snapshot.id });
+    made.push(plain);
+    assert.deepEqual({ isolation: plain.info.isolation, network: plain.info.network, resources: plain.info.resources }, { isolation: "gvisor", network: false, resources });
+    assert.deepEqual(engineSettings(containerOf(t, plain.id)), { runtime: "runsc", networkMode: "none", memory: 256 * 1024 * 1024, pids: 100, nanoCpus: 5e8 });
+
+    const overridden = await t.strata.sandboxes.create({ snapshotId: snapshot.id, isolation: "runc", network: true, resources: { pids: 50 } });
+    made.push(overridden);
+    assert.deepEqual(
+      { isolation: overridden.info.isolation, network: overridden.info.network, resources: overridden.info.resources },
+      { isolation: "runc", network: true, resources: { cpus: 0.5, memoryMb: 256, pids: 50 } },
+    );
+    assert.deepEqual(engineSettings(containerOf(t, overridden.id)), { runtime: "runc", networkMode: "bridge", memory: 256 * 1024 * 1024, pids: 50, nanoCpus: 5e8 });
+
+    const archive = new Uint8Array(await new Response(await snapshot.export()).arrayBuffer());
+    const { snapshot: imported } = await other.strata.snapshots.import(archive);
+    assert.deepEqual(imported.info.settings, { isolation: "gvisor", network: false, resources });
+    const there = await other.strata.sandboxes.create({ snapshotId: imported.id });
+    assert.deepEqual({ isolation: there.info.isolation, network: there.info.network, resources: there.info.resources }, { isolation: "gvisor", network: false, resources });
+    assert.equal(engineSettings(containerOf(other, there.id)).runtime, "runsc");
+    await there.delete();
+    await imported.delete();
+  } finally {
+    for (const sandbox of made.reverse()) await sandbox.delete().catch(() => undefined);
+    await other.close();
+    await Promise.all((await t.strata.snapshots.list({ sandboxId: source.id })).snapshots.map((s) => s.delete({ force: true })));
+  }
+});
+
+test("a server with a minimum isolation refuses weaker requests with 403 and raises unset and inherited ones", async () => {
+  const strict = await startTestServer({ minIsolation: "gvisor" });
+  let runcSource: { delete(): Promise<void> } | undefined;
+  try {
+    const refused = await strict.strata.sandboxes.create({ image: baseImage, isolation: "runc" }).then(() => null, (error: { code: string; status: number }) => error);
+    assert.deepEqual({ code: refused?.code, status: refused?.status }, { code: "isolation_below_minimum", status: 403 });
+    assert.equal(await strict.containers(), 0, "nothing was made");
+
+    const unset = await strict.strata.sandboxes.create({ image: baseImage });
+    assert.equal(unset.info.isolation, "gvisor");
+    assert.equal(engineSettings(containerOf(strict, unset.id)).runtime, "runsc");
+    await unset.delete();
+
+    // A runc snapshot made elsewhere comes back under gvisor here, and cannot be asked for as runc.
+    const source = await t.strata.sandboxes.create({ image: baseImage });
+    runcSource = source;
+    const snapshot = await (await source.snapshot()).waitUntilReady({ timeoutMs: 60000 });
+    assert.equal(snapshot.info.settings?.isolation, "runc");
+    const archive = new Uint8Array(await new Response(await snapshot.export()).arrayBuffer());
+    await snapshot.delete();
+    const { snapshot: imported } = await strict.strata.snapshots.import(archive);
+    assert.equal(await errorCode(strict.strata.sandboxes.create({ snapshotId: imported.id, isolation: "runc" })), "isolation_below_minimum");
+    const raised = await strict.strata.sandboxes.create({ snapshotId: imported.id });
+    assert.equal(raised.info.isolation, "gvisor");
+    assert.equal(engineSettings(containerOf(strict, raised.id)).runtime, "runsc");
+    await raised.delete();
+    await imported.delete();
+  } finally {
+    await runcSource?.delete().catch(() => undefined);
+    await strict.close();
+  }
 });

@@ -159,3 +159,24 @@ test("credentials: the right ones push and pull, wrong or missing ones are regis
     await secured.close();
   }
 });
+
+test("a restore from imageUri keeps the source's isolation, network and limits", async () => {
+  const resources = { memoryMb: 128, pids: 64 };
+  const source = await a.strata.sandboxes.create({ image: baseImage, isolation: "gvisor", network: false, resources });
+  const snapshot = await (await source.snapshot()).waitUntilReady({ timeoutMs: 60000 });
+  try {
+    await snapshot.push();
+    const restored = await b.strata.sandboxes.create({ imageUri: snapshot.info.imageUri! });
+    try {
+      assert.deepEqual({ isolation: restored.info.isolation, network: restored.info.network, resources: restored.info.resources }, { isolation: "gvisor", network: false, resources });
+      const local = await b.strata.snapshots.get(restored.info.snapshotId!);
+      assert.deepEqual(local.info.settings, { isolation: "gvisor", network: false, resources });
+    } finally {
+      await restored.delete();
+    }
+    await (await b.strata.snapshots.get((await b.strata.snapshots.list({})).snapshots.find((s) => s.info.origin?.imageUri === snapshot.info.imageUri)!.id)).delete();
+  } finally {
+    await source.delete();
+    await snapshot.delete();
+  }
+});

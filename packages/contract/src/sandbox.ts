@@ -98,6 +98,21 @@ export const ImageRef = (() => {
   return `^(?:sha256:[0-9a-f]{64}|(?:${domain}/)?${path}(?:/${path})*(?::${tag})?(?:@${digest})?)$`;
 })();
 
+/**
+ * A sandbox's safety settings as a snapshot records them: restores, forks,
+ * imports and registry restores of the snapshot inherit each one the create
+ * request does not set.
+ */
+export const SandboxSettings = Type.Object(
+  {
+    isolation: Isolation,
+    network: Type.Boolean({ description: "Whether the source had outbound network." }),
+    resources: Resources,
+  },
+  { additionalProperties: false, description: "The source sandbox's isolation, network and resource limits, inherited by restores unless the request sets them." },
+);
+export type SandboxSettings = Static<typeof SandboxSettings>;
+
 export const CreateSandboxRequest = Type.Object(
   {
     image: Type.Optional(Type.String({ minLength: 1, maxLength: limits.imageRefChars, pattern: ImageRef, description: "Image reference (`[host[:port]/]path[:tag][@digest]`) or image id (`sha256:...`) already present in the engine; never pulled." })),
@@ -119,9 +134,9 @@ export const CreateSandboxRequest = Type.Object(
     cmd: Type.Optional(Command("Replaces the image's command.")),
     env: Type.Optional(Env("Environment variables added to the image's.")),
     labels: Type.Optional(Labels),
-    isolation: Type.Optional(Isolation),
+    isolation: Type.Optional(Type.Union([Type.Literal("runc"), Type.Literal("gvisor")], { description: "runc or gvisor. Default: what the snapshot recorded of its source, else runc; never below the server's minimum (a weaker one named here is a 403 isolation_below_minimum)." })),
     resources: Type.Optional(Resources),
-    network: Type.Optional(Type.Boolean({ description: "Outbound network (default true). false: loopback only." })),
+    network: Type.Optional(Type.Boolean({ description: "Outbound network. Default: what the snapshot recorded of its source, else true. false: loopback only." })),
     timeoutSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 31536000, description: "After this many seconds the sandbox is stopped and removed." })),
   },
   { additionalProperties: false },
@@ -230,7 +245,7 @@ export const UploadResult = Type.Object({ path: Type.String(), bytes: Type.Integ
 export type UploadResult = Static<typeof UploadResult>;
 
 export const ForkReply = Type.Object({
-  snapshotId: Type.String({ description: "The memory snapshot the forks continue from." }),
+  snapshotId: Type.String({ description: "The memory snapshot the forks continue from. It is kept: more sandboxes can start from it, and it is deleted like any snapshot (`DELETE /v1/snapshots/{id}`, with `force` while forks exist)." }),
   sandboxes: Type.Array(Sandbox),
 });
 export type ForkReply = Static<typeof ForkReply>;

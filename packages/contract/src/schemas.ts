@@ -10,6 +10,7 @@ export {
   Resources,
   Sandbox,
   SandboxList,
+  SandboxSettings,
   SandboxStatus,
   UploadResult,
   ForkReply,

@@ -1,7 +1,7 @@
 // Request and reply schemas of snapshots.
 import { Type, type Static } from "@sinclair/typebox";
 import { limits } from "./limits.js";
-import { Labels, Name, noNul } from "./sandbox.js";
+import { Labels, Name, noNul, SandboxSettings } from "./sandbox.js";
 
 export const SnapshotKind = Type.Union([Type.Literal("container"), Type.Literal("directory"), Type.Literal("memory")]);
 export type SnapshotKind = Static<typeof SnapshotKind>;
@@ -62,6 +62,7 @@ export const Snapshot = Type.Object({
   storedBytes: Type.Optional(Type.Integer({ description: "Bytes of the compressed blob on disk (kinds directory and memory)." })),
   checkpointBytes: Type.Optional(Type.Integer({ description: "Uncompressed bytes of the process checkpoint (kind memory)." })),
   baseImage: BaseImage,
+  settings: Type.Optional(SandboxSettings),
   createdAt: Type.String({ format: "date-time" }),
   readyAt: Type.Optional(Type.String({ format: "date-time" })),
 });

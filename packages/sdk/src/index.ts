@@ -1,6 +1,6 @@
 // Strata's TypeScript SDK.
 export { Strata, Sandboxes, type ListSandboxesOptions } from "./client.js";
-export { Sandbox, SandboxFiles, type ExecOptions, type ExecStreamOptions, type ExecOutcome, type SnapshotOptions } from "./sandbox.js";
+export { Sandbox, SandboxFiles, type ExecOptions, type ExecStreamOptions, type ExecOutcome, type SnapshotOptions, type ForkResult } from "./sandbox.js";
 export {
   Snapshot, Snapshots, type WaitOptions, type ListSnapshotsOptions, type DeleteSnapshotOptions, type ExportOptions, type ImportOptions, type PushOptions,
 } from "./snapshot.js";

@@ -40,6 +40,14 @@ export interface SnapshotOptions extends CallOptions {
   idempotencyKey?: string;
 }
 
+/** What `Sandbox.fork` made. */
+export interface ForkResult {
+  /** Id of the memory snapshot the forks continue from; it is kept until deleted. */
+  readonly snapshotId: string;
+  /** The new sandboxes, running, in the order they were started. */
+  readonly sandboxes: Sandbox[];
+}
+
 /** A string command runs through `/bin/sh -c`; an array runs as is. */
 function argv(cmd: string | string[]): string[] {
   return typeof cmd === "string" ? ["/bin/sh", "-c", cmd] : cmd;
@@ -217,12 +225,21 @@ export class Sandbox {
   }
 
   /**
-   * Forks a running gVisor sandbox: a memory snapshot, then `count` new
-   * sandboxes whose processes continue from it. The source keeps running.
+   * Forks a running gVisor sandbox: takes a memory snapshot, then starts
+   * `count` (default 1) new sandboxes whose processes continue from it; the
+   * source keeps running where it was. Resolves once every fork runs, with the
+   * forks and the id of the memory snapshot they came from: that snapshot stays
+   * (any number of further sandboxes can start from it with
+   * `strata.sandboxes.create({ memorySnapshotId })`); delete it with
+   * `strata.snapshots.get(snapshotId)` then `delete()` once the forks are
+   * gone, or with `force` before. Throws `memory_snapshot_requires_gvisor`
+   * (runc sandbox), `sandbox_not_running`, `sandbox_busy` (commands exec'd into
+   * it are running, or it is being checkpointed already) and
+   * `checkpoint_restore_failed`.
    */
-  async fork(count = 1, options: CallOptions = {}): Promise<Sandbox[]> {
+  async fork(count = 1, options: CallOptions = {}): Promise<ForkResult> {
     const reply = await this.http.json<ForkReply>({ method: "POST", path: this.path("/fork"), json: { count }, signal: options.signal });
-    return reply.sandboxes.map((info) => new Sandbox(this.http, info));
+    return { snapshotId: reply.snapshotId, sandboxes: reply.sandboxes.map((info) => new Sandbox(this.http, info)) };
   }
 
   /**

@@ -34,6 +34,13 @@ export interface ServerConfig {
   registry?: RegistryConfig;
   /** Push every snapshot to the registry when it turns ready. */
   autoPush: boolean;
+  /**
+   * The weakest isolation a sandbox may run under. Sandboxes whose request
+   * leaves isolation unset (and whose snapshot recorded a weaker one) get this
+   * one; a request that names a weaker one is refused with
+   * `isolation_below_minimum` (403). Default `runc`: no floor.
+   */
+  minIsolation: "runc" | "gvisor";
   /** Where request and event logs go; one JSON object per line. */
   log: (line: Record<string, unknown>) => void;
 }
@@ -76,7 +83,13 @@ export function resolveConfig(options: Partial<ServerConfig> = {}): ServerConfig
     maxContextBytes: options.maxContextBytes ?? (env.STRATA_MAX_CONTEXT_BYTES ? Number(env.STRATA_MAX_CONTEXT_BYTES) : 2 * 1024 ** 3),
     registry: options.registry ?? (env.STRATA_REGISTRY ? parseRegistry(env.STRATA_REGISTRY, registryOptionsFromEnv(env)) : undefined),
     autoPush: options.autoPush ?? (env.STRATA_AUTO_PUSH === "1" || env.STRATA_AUTO_PUSH === "true"),
+    minIsolation: parseIsolation(options.minIsolation ?? env.STRATA_MIN_ISOLATION ?? "runc", "the minimum isolation (--min-isolation, STRATA_MIN_ISOLATION)"),
     log: options.log ?? ((line) => process.stdout.write(`${JSON.stringify(line)}\n`)),
   };
 }
 
+/** `runc` or `gvisor`; throws naming the option for anything else. */
+export function parseIsolation(value: string, what: string): "runc" | "gvisor" {
+  if (value === "runc" || value === "gvisor") return value;
+  throw new Error(`${what} must be runc or gvisor, got '${value}'`);
+}

@@ -31,6 +31,8 @@ export const labelKeys = {
   /** The sandbox's record as JSON, so an index lost or rebuilt can adopt the container again. */
   record: "dev.strata.record",
   snapshot: "dev.strata.snapshot",
+  /** On snapshot images: the source sandbox's isolation, network and resources as canonical JSON. */
+  settings: "dev.strata.settings",
 } as const;
 
 /**

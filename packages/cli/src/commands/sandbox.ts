@@ -22,7 +22,8 @@ Commands:
   stop ID [--timeout SECONDS] stop a sandbox
   start ID                    start a stopped sandbox
   rm ID...                    remove sandboxes
-  fork ID [--count N]         fork a running gvisor sandbox: N sandboxes continuing its processes
+  fork ID [--count N]         fork a running gvisor sandbox: N sandboxes continuing its processes;
+                              prints the memory snapshot's id ("snapshot ID"), then one sandbox id a line
 
 Common options: --url URL (env STRATA_URL)  --api-key KEY (env STRATA_API_KEY)  --json
 `;
@@ -143,8 +144,8 @@ export async function sandbox(args: string[]): Promise<number> {
       const { values, positionals } = usage(() => parseArgs({ args: own, allowPositionals: true, options: { ...clientOptions, count: { type: "string" } } }));
       const target = await client(values).sandboxes.get(one(positionals, "ID"));
       const forks = await target.fork(number(values.count, "--count") ?? 1);
-      if (values.json) printJson(forks.map((f) => f.info));
-      else process.stdout.write(forks.map((f) => `${f.id}\n`).join(""));
+      if (values.json) printJson({ snapshotId: forks.snapshotId, sandboxes: forks.sandboxes.map((f) => f.info) });
+      else process.stdout.write(`snapshot ${forks.snapshotId}\n${forks.sandboxes.map((f) => `${f.id}\n`).join("")}`);
       return 0;
     }
     case "rm": {

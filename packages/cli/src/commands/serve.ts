@@ -1,5 +1,5 @@
 // `strata serve`: runs the HTTP server in the foreground.
-import { parseRegistry, registryOptionsFromEnv, startServer, type RegistryConfig } from "@strata/server";
+import { parseIsolation, parseRegistry, registryOptionsFromEnv, startServer, type RegistryConfig } from "@strata/server";
 import { number, parseArgs, usage } from "../options.js";
 
 export const serveHelp = `Usage: strata serve [options]
@@ -21,6 +21,8 @@ Options:
   --registry-insecure   plain HTTP to a non-loopback registry (env STRATA_REGISTRY_INSECURE=1;
                       loopback registries use HTTP already)
   --auto-push           push every snapshot when it turns ready (env STRATA_AUTO_PUSH=1)
+  --min-isolation runc|gvisor  weakest isolation a sandbox may run under (env STRATA_MIN_ISOLATION,
+                      default runc); unset requests get it, requests naming a weaker one get 403
 `;
 
 /**
@@ -57,6 +59,7 @@ export async function serve(args: string[]): Promise<number> {
     "registry-password": { type: "string" },
     "registry-insecure": { type: "boolean" },
     "auto-push": { type: "boolean" },
+    "min-isolation": { type: "string" },
     help: { type: "boolean", short: "h" },
   } }));
   if (values.help) {
@@ -74,6 +77,7 @@ export async function serve(args: string[]): Promise<number> {
     maxStagingBytes: number(values["max-staging-bytes"], "--max-staging-bytes"),
     registry: registryOption(values),
     autoPush: values["auto-push"] ? true : undefined,
+    minIsolation: values["min-isolation"] === undefined ? undefined : usage(() => parseIsolation(values["min-isolation"]!, "--min-isolation")),
   });
   server.config.log({ event: "listening", url: server.url, home: server.config.home, engine: server.config.dockerHost });
   // A background failure nobody awaited is logged, not fatal: the server keeps serving.

@@ -17,7 +17,7 @@ interface DockerImage {
   RepoTags?: string[] | null;
   RepoDigests?: string[] | null;
   Size?: number;
-  Config?: { Cmd?: string[] | null; Entrypoint?: string[] | null; Env?: string[] | null };
+  Config?: { Cmd?: string[] | null; Entrypoint?: string[] | null; Env?: string[] | null; Labels?: Record<string, string> | null };
   RootFS?: { Layers?: string[] | null };
   Architecture?: string;
 }
@@ -26,6 +26,8 @@ interface DockerContainer {
   Id: string;
   State: { Status: ContainerState; ExitCode: number };
   Config: { Labels?: Record<string, string> | null; User?: string };
+  /** Execs not yet finished: the engine drops an exec from this list when it exits. */
+  ExecIDs?: string[] | null;
   HostConfig?: { Runtime?: string };
   GraphDriver?: { Name?: string; Data?: Record<string, string> | null };
 }
@@ -141,6 +143,7 @@ export class DockerEngine implements Engine {
         cmd: image.Config?.Cmd ?? null,
         entrypoint: image.Config?.Entrypoint ?? null,
         env: image.Config?.Env ?? [],
+        labels: image.Config?.Labels ?? {},
         sizeBytes: image.Size ?? 0,
         layers: image.RootFS?.Layers ?? [],
         architecture: image.Architecture ?? "unknown",
@@ -226,6 +229,24 @@ export class DockerEngine implements Engine {
       if (notFound(error)) return null;
       throw error;
     }
+  }
+
+  async runningExecs(id: string): Promise<number> {
+    let ids: string[];
+    try {
+      ids = (await this.client.json<DockerContainer>({ method: "GET", path: `/containers/${id}/json` })).ExecIDs ?? [];
+    } catch (error) {
+      if (notFound(error)) return 0;
+      throw error;
+    }
+    // The list also holds execs created but never started, and one that has
+    // just exited may linger for a moment: count those the engine says run.
+    const running = await Promise.all(ids.map((execId) =>
+      this.client.json<{ Running: boolean }>({ method: "GET", path: `/exec/${execId}/json` }).then((e) => e.Running, (error) => {
+        if (notFound(error)) return false;
+        throw error;
+      })));
+    return running.filter(Boolean).length;
   }
 
   async listContainers(labels: Record<string, string>): Promise<ContainerInfo[]> {

@@ -9,6 +9,8 @@ export interface ImageInfo {
   cmd: string[] | null;
   entrypoint: string[] | null;
   env: string[];
+  /** The image config's labels. */
+  labels: Record<string, string>;
   sizeBytes: number;
   /** Diff ids of the layers, bottom first. */
   layers: string[];
@@ -139,6 +141,8 @@ export interface Engine {
   /** Removes the container and its anonymous volumes; a missing container is not an error. */
   removeContainer(id: string): Promise<void>;
   inspectContainer(id: string): Promise<ContainerInfo | null>;
+  /** How many commands exec'd into the container are running now (0 for a missing container). */
+  runningExecs(id: string): Promise<number>;
   /** Containers carrying all these labels, running or not. */
   listContainers(labels: Record<string, string>): Promise<ContainerInfo[]>;
   exec(containerId: string, spec: ExecSpec, handlers: ExecHandlers): Promise<ExecOutcome>;

@@ -1,7 +1,9 @@
 // Creating a sandbox: check the request against what exists, make the
-// container, start it; on any failure remove what was made.
+// container, start it; on any failure remove what was made. A sandbox made
+// from a snapshot keeps its source's isolation, network and limits unless the
+// request sets them, and never runs below the server's minimum isolation.
 import { randomUUID } from "node:crypto";
-import { resourceProblem, StrataError, type CreateSandboxRequest, type Sandbox, type Snapshot } from "@strata/contract";
+import { resourceProblem, StrataError, type CreateSandboxRequest, type Sandbox, type SandboxSettings, type Snapshot } from "@strata/contract";
 import { labelKeys, type Context } from "../context.js";
 import { engineError } from "../engine/errors.js";
 import type { ImageInfo } from "../engine/engine.js";
@@ -59,8 +61,32 @@ async function resolveSource(ctx: Context, request: CreateSandboxRequest): Promi
   return { ref: request.image, image };
 }
 
+/**
+ * Isolation, network and resources of the new sandbox: each as the request
+ * sets it, else as the snapshot recorded of its source sandbox (restores,
+ * forks, imports and registry restores alike), else the defaults (runc,
+ * network on, no limits). Resource limits merge field by field, so a request
+ * that sets one keeps the others the snapshot recorded. Isolation is never
+ * below the server's minimum: an unset or inherited weaker one is raised to
+ * it, a request naming a weaker one is refused (`isolation_below_minimum`).
+ */
+export function resolveSettings(ctx: Context, request: CreateSandboxRequest, snapshot: Snapshot | undefined): SandboxSettings {
+  const floor = ctx.config.minIsolation;
+  if (floor === "gvisor" && request.isolation === "runc") {
+    throw new StrataError("isolation_below_minimum", "this server runs every sandbox under gvisor at least; body/isolation runc is refused");
+  }
+  const inherited = snapshot?.settings;
+  const asked = snapshot?.kind === "memory" ? "gvisor" : (request.isolation ?? inherited?.isolation ?? "runc");
+  return {
+    isolation: floor === "gvisor" ? "gvisor" : asked,
+    network: request.network ?? inherited?.network ?? true,
+    resources: { ...inherited?.resources, ...request.resources },
+  };
+}
+
 export async function createSandbox(ctx: Context, request: CreateSandboxRequest): Promise<Sandbox> {
   const source = await resolveSource(ctx, request);
+  const settings = resolveSettings(ctx, request, source.snapshot);
   const directories = await planDirectoryRestores(ctx, request.directorySnapshots);
   if (request.name && ctx.index.sandboxNameTaken(request.name)) {
     throw new StrataError("sandbox_name_taken", `a sandbox named '${request.name}' already exists`);
@@ -79,11 +105,11 @@ export async function createSandbox(ctx: Context, request: CreateSandboxRequest)
     baseRef: source.snapshot?.baseImage.ref ?? source.ref,
     baseDigest: source.snapshot?.baseImage.digest ?? image.id,
     directorySnapshots: directories.map((d) => ({ snapshotId: d.snapshot.id, path: d.path })),
-    isolation: source.snapshot?.kind === "memory" ? "gvisor" : (request.isolation ?? "runc"),
+    isolation: settings.isolation,
     cmd: request.cmd ?? null,
     labels: request.labels ?? {},
-    resources: request.resources ?? {},
-    network: request.network ?? true,
+    resources: settings.resources,
+    network: settings.network,
     phase: "creating",
     createdAt: now.toISOString(),
     expiresAt: request.timeoutSeconds ? new Date(now.getTime() + request.timeoutSeconds * 1000).toISOString() : null,

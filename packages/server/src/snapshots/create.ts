@@ -1,7 +1,9 @@
 // Creating a snapshot: check the request, record it as creating, then capture
 // in the background (a container: commit, paused while read; a directory: see
-// capture-directory.ts), write the manifest and turn ready; on failure remove
-// what was made and record why.
+// capture-directory.ts; memory: capture-memory.ts), write the manifest and
+// turn ready; on failure remove what was made and record why. While a memory
+// capture runs, its sandbox takes no other snapshot (its container is
+// swapped underneath).
 import { randomUUID } from "node:crypto";
 import { posix } from "node:path";
 import { StrataError, type CreateSnapshotRequest, type Snapshot } from "@strata/contract";
@@ -13,8 +15,8 @@ import { findSandbox } from "../sandboxes/lifecycle.js";
 import { pathError } from "../sandboxes/sandbox-path.js";
 import { captureDirectory, checkDirectory, probeSandboxView } from "./capture-directory.js";
 import { pushSnapshot } from "./push.js";
-import { captureMemory } from "./capture-memory.js";
-import type { ManifestV1 } from "./manifest.js";
+import { captureMemory, refuseRunningExecs } from "./capture-memory.js";
+import { canonicalJson, type ManifestV1 } from "./manifest.js";
 import { markReady } from "./ready.js";
 
 export async function createSnapshot(ctx: Context, sandboxRef: string, request: CreateSnapshotRequest): Promise<Snapshot> {
@@ -37,6 +39,9 @@ export async function createSnapshot(ctx: Context, sandboxRef: string, request: 
     if (container?.state !== "running") {
       throw new StrataError("sandbox_not_running", `sandbox '${sandboxRef}' is not running; a memory snapshot needs running processes`);
     }
+    await refuseRunningExecs(ctx, containerId, sandboxRef).catch((error) => {
+      throw engineError(error, "inspect sandbox");
+    });
   }
   if (kind === "directory") {
     if (!request.path) throw new StrataError("bad_request", "body/path is required for kind directory");
@@ -46,6 +51,17 @@ export async function createSnapshot(ctx: Context, sandboxRef: string, request: 
   }
   if (request.name && ctx.index.snapshotNameOwner(request.name)) {
     throw new StrataError("snapshot_name_taken", `a snapshot named '${request.name}' already exists`);
+  }
+  // A checkpoint swaps the sandbox's container and cannot be taken of a
+  // container paused for a commit: while one runs, nothing else is captured,
+  // and it waits for captures already running. Checked with no await before
+  // the insert below, so two requests cannot both pass.
+  const capturing = ctx.index.listSnapshots({ ...(kind === "memory" ? {} : { kind: "memory" }), status: "creating", sandboxId: row.id, limit: 1 })[0];
+  if (capturing) {
+    throw new StrataError(
+      "sandbox_busy",
+      `sandbox '${sandboxRef}' is being captured (${capturing.kind} snapshot ${capturing.id}); take this snapshot once that one is ready or failed`,
+    );
   }
 
   const record: Snapshot = {
@@ -58,6 +74,7 @@ export async function createSnapshot(ctx: Context, sandboxRef: string, request: 
     ...(row.snapshotDigest ? { parentDigest: row.snapshotDigest } : {}),
     labels: request.labels ?? {},
     baseImage: { ref: row.baseRef, digest: row.baseDigest },
+    ...(kind !== "directory" ? { settings: { isolation: row.isolation, network: row.network, resources: row.resources } } : {}),
     ...(kind === "directory" ? { path: posix.normalize(request.path!) } : {}),
     ...(request.exclude?.length ? { exclude: request.exclude } : {}),
     createdAt: new Date().toISOString(),
@@ -101,7 +118,7 @@ async function captureContainer(ctx: Context, record: Snapshot, containerId: str
     imageId = await ctx.engine.commit(containerId, {
       repo: snapshotRepo(ctx),
       tag: record.id,
-      labels: { [labelKeys.server]: ctx.serverId, [labelKeys.snapshot]: record.id },
+      labels: snapshotImageLabels(ctx, record),
       pause: true,
     });
     if (signal.aborted) throw new StrataError("internal", "snapshot deleted while creating");
@@ -134,6 +151,18 @@ async function captureDirectoryJob(ctx: Context, record: Snapshot, containerId: 
   }
 }
 
+/**
+ * Labels of a snapshot's committed image: its server and id, and its source's
+ * settings (canonical JSON), which travel with the image through a registry.
+ */
+export function snapshotImageLabels(ctx: Context, record: Snapshot): Record<string, string> {
+  return {
+    [labelKeys.server]: ctx.serverId,
+    [labelKeys.snapshot]: record.id,
+    ...(record.settings ? { [labelKeys.settings]: canonicalJson(record.settings) } : {}),
+  };
+}
+
 /** Writes the manifest of a committed image and turns the snapshot ready. */
 export async function finishContainerSnapshot(ctx: Context, record: Snapshot, imageId: string): Promise<Snapshot> {
   const [image, sizeBytes] = await Promise.all([ctx.engine.inspectImage(imageId), ctx.engine.topLayerSize(imageId)]);
@@ -146,6 +175,7 @@ export async function finishContainerSnapshot(ctx: Context, record: Snapshot, im
     parent: record.parent ? { id: record.parent, digest: record.parentDigest ?? null } : null,
     baseImage: record.baseImage,
     labels: record.labels,
+    ...(record.settings ? { settings: record.settings } : {}),
     content: { imageId, sizeBytes, imageSizeBytes: image.sizeBytes, layers: image.layers },
     createdAt: record.createdAt,
   };

@@ -21,3 +21,24 @@ test("malformed manifests are refused with the reason", () => {
   assert.throws(() => parseManifest("{"), SyntaxError);
   assert.throws(() => parseManifest(JSON.stringify({ ...good, kind: "directory", content: { sizeBytes: 1, blobDigest: "sha256:../x", path: "/w" } })), /blobDigest/);
 });
+
+test("a manifest's settings are the source's isolation, network and limits, or absent; nothing else", () => {
+  const good = {
+    schemaVersion: 1, id: "0b5c7c5e-4a4b-4c47-9a51-3f0f3c1f8a10", kind: "container", sandboxId: "s", parent: null,
+    baseImage: { ref: "r", digest: "sha256:x" }, labels: {}, content: { sizeBytes: 1, imageId: "sha256:i" }, createdAt: new Date().toISOString(),
+  };
+  const settings = { isolation: "gvisor", network: false, resources: { cpus: 0.5, memoryMb: 256, pids: 100 } };
+  assert.deepEqual(parseManifest(JSON.stringify({ ...good, settings })).settings, settings);
+  assert.equal(parseManifest(JSON.stringify(good)).settings, undefined);
+  for (const bad of [
+    { ...settings, isolation: "kata" },
+    { ...settings, network: "no" },
+    { ...settings, resources: { memoryMb: 1.5 } },
+    { ...settings, resources: { pids: -1 } },
+    { ...settings, resources: { disk: 1 } },
+    { ...settings, privileged: true },
+    { isolation: "gvisor", network: false },
+  ]) {
+    assert.throws(() => parseManifest(JSON.stringify({ ...good, settings: bad })), /settings/, JSON.stringify(bad));
+  }
+});

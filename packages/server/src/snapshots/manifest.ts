@@ -1,6 +1,7 @@
 // The manifest: a snapshot's immutable record as canonical JSON (sorted keys,
 // no insignificant whitespace). Its digest is sha256 over those exact bytes.
 import { createHash } from "node:crypto";
+import type { SandboxSettings } from "@strata/contract";
 
 export interface ManifestV1 {
   schemaVersion: 1;
@@ -10,6 +11,12 @@ export interface ManifestV1 {
   parent: { id: string; digest: string | null } | null;
   baseImage: { ref: string; digest: string };
   labels: Record<string, string>;
+  /**
+   * Container and memory snapshots: the source sandbox's isolation, network
+   * and resource limits, which restores inherit unless the request sets them.
+   * Absent from manifests written before it was recorded.
+   */
+  settings?: SandboxSettings;
   /** Pulled from a registry rather than captured here. */
   origin?: { imageUri: string };
   content: {
@@ -56,6 +63,19 @@ const isString = (value: unknown): value is string => typeof value === "string";
 const isRecordOfStrings = (value: unknown): value is Record<string, string> =>
   !!value && typeof value === "object" && !Array.isArray(value) && Object.values(value).every(isString);
 
+const isLimit = (value: unknown, integer: boolean): boolean =>
+  value === undefined || (typeof value === "number" && Number.isFinite(value) && value > 0 && (!integer || Number.isInteger(value)));
+
+/** A settings object as the contract defines it, with no other keys. */
+export function isSettings(value: unknown): value is SandboxSettings {
+  if (!value || typeof value !== "object" || Array.isArray(value)) return false;
+  const { isolation, network, resources, ...rest } = value as Record<string, unknown>;
+  if (Object.keys(rest).length || (isolation !== "runc" && isolation !== "gvisor") || typeof network !== "boolean") return false;
+  if (!resources || typeof resources !== "object" || Array.isArray(resources)) return false;
+  const { cpus, memoryMb, pids, ...more } = resources as Record<string, unknown>;
+  return !Object.keys(more).length && isLimit(cpus, false) && isLimit(memoryMb, true) && isLimit(pids, true);
+}
+
 /** Parses and checks a manifest; throws with the reason when it is malformed. */
 export function parseManifest(text: string): ManifestV1 {
   const value = JSON.parse(text) as Partial<ManifestV1>;
@@ -75,6 +95,7 @@ export function parseManifest(text: string): ManifestV1 {
   }
   if (value.kind === "directory" && (!isString(value.content!.path) || !value.content!.path.startsWith("/"))) fail("content.path");
   if (value.kind !== "directory" && !isString(value.content!.imageId)) fail("content.imageId");
+  if (value.settings !== undefined && !isSettings(value.settings)) fail("settings");
   if (!isString(value.createdAt) || Number.isNaN(Date.parse(value.createdAt))) fail("createdAt");
   return value as ManifestV1;
 }

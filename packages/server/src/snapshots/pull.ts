@@ -5,15 +5,15 @@
 // and stored as a blob.
 import { createHash, randomUUID } from "node:crypto";
 import { Transform } from "node:stream";
-import { StrataError, type Snapshot } from "@strata/contract";
+import { StrataError, type SandboxSettings, type Snapshot } from "@strata/contract";
 import { checkedArchive } from "../blobs/tar-check.js";
 import { unzstdStream } from "../blobs/zstd.js";
-import type { Context } from "../context.js";
+import { labelKeys, type Context } from "../context.js";
 import { engineError } from "../engine/errors.js";
 import { RegistryClient } from "../registry/client.js";
 import { isLoopbackHost } from "../registry/config.js";
 import { markReady } from "./ready.js";
-import type { ManifestV1 } from "./manifest.js";
+import { isSettings, type ManifestV1 } from "./manifest.js";
 
 const uriPattern = /^([A-Za-z0-9.-]+(?::\d+)?|\[[0-9a-fA-F:]+\](?::\d+)?)\/([a-z0-9]+(?:[._/-][a-z0-9]+)*)@(sha256:[0-9a-f]{64})$/;
 
@@ -26,6 +26,23 @@ export function parseImageUri(uri: string): { host: string; repo: string; digest
 function clientFor(ctx: Context, host: string): RegistryClient {
   if (ctx.registry && ctx.registry.config.host === host) return ctx.registry;
   return new RegistryClient({ host, namespace: "", insecure: isLoopbackHost(host) });
+}
+
+/**
+ * The source's settings an image carries in its label (none on images pushed
+ * before they were recorded). A label that does not read as settings is
+ * refused rather than ignored: ignoring it could drop the source's isolation.
+ */
+function settingsLabel(text: string | undefined, imageUri: string): SandboxSettings | undefined {
+  if (text === undefined) return undefined;
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    value = undefined;
+  }
+  if (!isSettings(value)) throw new StrataError("bad_request", `the image of ${imageUri} carries a ${labelKeys.settings} label that is not valid settings`);
+  return value;
 }
 
 /** The local snapshot for an imageUri, pulling it when this server has none. */
@@ -41,6 +58,7 @@ export async function snapshotFromImageUri(ctx: Context, imageUri: string, signa
   let content: ManifestV1["content"];
   let kind: "container" | "directory";
   let pinned: string | undefined;
+  let settings: SandboxSettings | undefined;
   try {
     if (annotations["dev.strata.kind"] === "directory") {
       kind = "directory";
@@ -86,6 +104,7 @@ export async function snapshotFromImageUri(ctx: Context, imageUri: string, signa
       const image = await ctx.engine.inspectImage(`${host}/${repo}@${digest}`);
       if (!image) throw new StrataError("image_not_found", `the engine pulled ${imageUri} but cannot find it`);
       content = { imageId: image.id, sizeBytes: 0, imageSizeBytes: image.sizeBytes, layers: image.layers };
+      settings = settingsLabel(image.labels[labelKeys.settings], imageUri);
     }
   } catch (error) {
     if (pinned) ctx.blobs.unpin(pinned);
@@ -95,6 +114,7 @@ export async function snapshotFromImageUri(ctx: Context, imageUri: string, signa
     schemaVersion: 1, id, kind, sandboxId: "", parent: null,
     baseImage: { ref: imageUri, digest: content.imageId ?? content.blobDigest! },
     labels: {}, origin: { imageUri }, content, createdAt,
+    ...(settings ? { settings } : {}),
   };
   try {
     const record = markReady(ctx, manifestDoc, { imageUri, ...(pinned ? { storedBytes: ctx.blobs.storedSize(pinned) } : {}) });

@@ -5,8 +5,9 @@ import { rmSync } from "node:fs";
 import { join } from "node:path";
 import type { Snapshot } from "@strata/contract";
 import { labelKeys, snapshotRepo, type Context } from "../context.js";
-import { finishContainerSnapshot, markFailed } from "./create.js";
+import { finishContainerSnapshot, markFailed, snapshotImageLabels } from "./create.js";
 import { removeSnapshotArtifacts } from "./delete.js";
+import { briefly, resumeSource } from "./capture-memory.js";
 import type { StoreScan } from "./store.js";
 
 export interface ReindexReport {
@@ -56,22 +57,46 @@ async function resolveInterrupted(ctx: Context, snapshot: Snapshot): Promise<voi
   });
 }
 
-/** A memory capture cut off after its checkpoint leaves the source stopped: start it from the checkpoint, or afresh. */
-async function restartCheckpointedSource(ctx: Context, snapshot: Snapshot): Promise<void> {
+/**
+ * A memory capture cut off after its checkpoint leaves the source stopped:
+ * adopt the container it was being resumed in when that one runs, else resume
+ * it from the checkpoint in a new container (committing its filesystem first
+ * when the crash came before the commit). Never starts its processes afresh;
+ * returns what became of the source, for the snapshot's error.
+ */
+async function restartCheckpointedSource(ctx: Context, snapshot: Snapshot): Promise<string> {
   const containerId = ctx.index.findSandbox(snapshot.sandboxId)?.containerId;
-  if (!containerId) return;
+  if (!containerId) return "";
   const container = await ctx.engine.inspectContainer(containerId).catch(() => null);
-  if (!container || container.state === "running") return;
+  if (!container || container.state === "running") return "";
   const name = `strata-${snapshot.id}`;
-  await ctx.engine.startContainer(containerId, name).catch(() => ctx.engine.startContainer(containerId).catch(() => undefined));
-  await ctx.engine.deleteCheckpoint(containerId, name).catch(() => undefined);
+  const others = await ctx.engine.listContainers({ [labelKeys.server]: ctx.serverId, [labelKeys.sandbox]: snapshot.sandboxId }).catch(() => []);
+  const resumed = others.find((c) => c.id !== containerId && c.state === "running");
+  if (resumed) {
+    ctx.index.setSandboxContainer(snapshot.sandboxId, resumed.id);
+    await ctx.engine.removeContainer(containerId).catch(() => undefined);
+    return "; the sandbox had resumed and carries on";
+  }
+  for (const other of others) if (other.id !== containerId) await ctx.engine.removeContainer(other.id).catch(() => undefined);
+  try {
+    const image = (await ctx.engine.listImages({ [labelKeys.snapshot]: snapshot.id, [labelKeys.server]: ctx.serverId }))[0];
+    const imageId = image?.id ?? await ctx.engine.commit(containerId, {
+      repo: snapshotRepo(ctx), tag: snapshot.id, pause: false, labels: snapshotImageLabels(ctx, snapshot),
+    });
+    await resumeSource(ctx, snapshot, containerId, imageId, name);
+    return "; the sandbox was resumed from the checkpoint";
+  } catch (error) {
+    return `; the sandbox could not be resumed from the checkpoint and is stopped: ${briefly(error)}`;
+  } finally {
+    await ctx.engine.deleteCheckpoint(containerId, name).catch(() => undefined);
+  }
 }
 
 async function settleInterrupted(ctx: Context, snapshot: Snapshot): Promise<void> {
   if (snapshot.kind === "memory") {
-    await restartCheckpointedSource(ctx, snapshot);
+    const source = await restartCheckpointedSource(ctx, snapshot);
     await ctx.engine.removeImage(`${snapshotRepo(ctx)}:${snapshot.id}`, false).catch(() => undefined);
-    markFailed(ctx, snapshot, { code: "interrupted", message: "the server stopped during the checkpoint" });
+    markFailed(ctx, snapshot, { code: "interrupted", message: `the server stopped during the checkpoint${source}` });
     return;
   }
   const images = await ctx.engine.listImages({ [labelKeys.snapshot]: snapshot.id, [labelKeys.server]: ctx.serverId });

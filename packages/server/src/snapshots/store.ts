@@ -40,6 +40,7 @@ export function readyRecord(manifest: ManifestV1, digest: string, state: Partial
     ...(manifest.content.blobSizeBytes !== undefined ? { checkpointBytes: manifest.content.blobSizeBytes } : {}),
     ...(state.storedBytes !== undefined ? { storedBytes: state.storedBytes } : {}),
     baseImage: manifest.baseImage,
+    ...(manifest.settings ? { settings: manifest.settings } : {}),
     createdAt: manifest.createdAt,
     ...(state.readyAt ? { readyAt: state.readyAt } : {}),
   };
