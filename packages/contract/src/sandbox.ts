@@ -104,6 +104,14 @@ export const StopSandboxQuery = Type.Object(
   { additionalProperties: false },
 );
 
+/** How output bytes are put into the reply's strings. */
+export const ExecEncoding = Type.Union([Type.Literal("utf8"), Type.Literal("base64")], {
+  description:
+    "utf8 (default): output decoded as UTF-8, each invalid byte sequence replaced by U+FFFD (lossy for binary output). " +
+    "base64: stdout and stderr (and each streamed event's data) are the exact bytes, base64-encoded.",
+});
+export type ExecEncoding = Static<typeof ExecEncoding>;
+
 export const ExecRequest = Type.Object(
   {
     cmd: Type.Array(Type.String(), { minItems: 1 }),
@@ -111,16 +119,26 @@ export const ExecRequest = Type.Object(
     env: Type.Optional(StringMap("Environment added for this command.")),
     timeoutMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 86400000, description: "The command is killed after this long; the reply says timedOut." })),
     stdin: Type.Optional(Type.String({ description: "Written to the command's standard input, then closed." })),
+    encoding: Type.Optional(ExecEncoding),
   },
   { additionalProperties: false },
 );
 export type ExecRequest = Static<typeof ExecRequest>;
 
+const exitCode = Type.Integer({
+  description: "The command's exit code; 137 when it was killed (timeout, sandbox stopped); -1 when it could not be known.",
+});
+const timedOut = Type.Boolean({ description: "timeoutMs passed before the command ended; it was killed with everything it started." });
+const killed = Type.Boolean({
+  description: "The command did not end by itself: the timeout killed it, or the sandbox stopped under it. Its output may be cut short.",
+});
+
 export const ExecResult = Type.Object({
-  exitCode: Type.Integer(),
-  stdout: Type.String(),
-  stderr: Type.String(),
-  timedOut: Type.Boolean(),
+  exitCode,
+  stdout: Type.String({ description: "Standard output in the request's encoding, cut at the server's limit (16 MiB by default)." }),
+  stderr: Type.String({ description: "Standard error in the request's encoding, cut at the server's limit (16 MiB by default)." }),
+  timedOut,
+  killed,
   durationMs: Type.Number(),
 });
 export type ExecResult = Static<typeof ExecResult>;
@@ -129,7 +147,7 @@ export type ExecResult = Static<typeof ExecResult>;
 export const ExecEvent = Type.Union([
   Type.Object({ type: Type.Literal("stdout"), data: Type.String() }),
   Type.Object({ type: Type.Literal("stderr"), data: Type.String() }),
-  Type.Object({ type: Type.Literal("exit"), exitCode: Type.Integer(), timedOut: Type.Boolean(), durationMs: Type.Number() }),
+  Type.Object({ type: Type.Literal("exit"), exitCode, timedOut, killed, durationMs: Type.Number() }),
   Type.Object({ type: Type.Literal("error"), code: Type.String(), message: Type.String() }),
 ]);
 export type ExecEvent = Static<typeof ExecEvent>;

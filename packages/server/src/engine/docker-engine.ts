@@ -1,6 +1,7 @@
 // The Engine implemented on the Docker Engine API.
 import { spawn } from "node:child_process";
-import { accessSync, constants, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { accessSync, constants, existsSync, mkdirSync, readFileSync, rmdirSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import type { Readable, Writable } from "node:stream";
 import { DockerApiError, DockerClient, engineMessages, readText } from "./docker-client.js";
@@ -11,6 +12,7 @@ import type {
 import { BuildFailure } from "./engine.js";
 import { RegistryFailure } from "./engine.js";
 import { demultiplexer } from "./multiplex.js";
+import { killCommand, killHostSession, PidLine, shellPath, wrapCommand } from "./docker-exec.js";
 
 interface DockerImage {
   Id: string;
@@ -78,31 +80,6 @@ function parseStat(header: string | string[] | undefined): PathStat | null {
   };
 }
 
-/** Host processes descending from pid (the engine runs on this host). */
-function descendants(pid: number): number[] {
-  const children = new Map<number, number[]>();
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      const list = children.get(ppid) ?? [];
-      list.push(Number(entry));
-      children.set(ppid, list);
-    } catch {
-      // the process ended while we looked
-    }
-  }
-  const out: number[] = [];
-  const queue = [pid];
-  while (queue.length) {
-    const next = queue.shift()!;
-    out.push(next);
-    queue.push(...(children.get(next) ?? []));
-  }
-  return out;
-}
-
 export class DockerEngine implements Engine {
   private readonly client: DockerClient;
 
@@ -155,6 +132,7 @@ export class DockerEngine implements Engine {
           Memory: spec.memoryMb ? spec.memoryMb * 1024 * 1024 : undefined,
           PidsLimit: spec.pids,
           NetworkMode: spec.network ? "bridge" : "none",
+          Init: spec.init ?? true,
         },
       },
     });
@@ -191,6 +169,7 @@ export class DockerEngine implements Engine {
   }
 
   async removeContainer(id: string): Promise<void> {
+    this.execTargets.delete(id);
     try {
       await this.client.call({ method: "DELETE", path: `/containers/${id}`, query: { force: true, v: true } });
     } catch (error) {
@@ -221,40 +200,93 @@ export class DockerEngine implements Engine {
     }));
   }
 
+  /** Per container: whether the exec wrapper can run in it, its runtime. Dropped when the container is removed. */
+  private readonly execTargets = new Map<string, Promise<{ shell: boolean; runc: boolean }>>();
+
+  private execTarget(containerId: string): Promise<{ shell: boolean; runc: boolean }> {
+    let target = this.execTargets.get(containerId);
+    if (!target) {
+      target = (async () => {
+        const [shell, container] = await Promise.all([
+          this.statPath(containerId, shellPath),
+          this.client.json<DockerContainer>({ method: "GET", path: `/containers/${containerId}/json` }),
+        ]);
+        return { shell: shell !== null && !shell.isDirectory, runc: (container.HostConfig?.Runtime ?? "runc") === "runc" };
+      })();
+      target.catch(() => this.execTargets.delete(containerId));
+      this.execTargets.set(containerId, target);
+    }
+    return target;
+  }
+
+  /** Runs a command as root to its end, output discarded; resolves with its exit code. */
+  private async execQuiet(containerId: string, cmd: string[]): Promise<number | null> {
+    const { Id: execId } = await this.client.json<{ Id: string }>({
+      method: "POST",
+      path: `/containers/${containerId}/exec`,
+      body: { Cmd: cmd, User: "0", AttachStdin: false, AttachStdout: true, AttachStderr: true, Tty: false },
+    });
+    const reply = await this.client.request({ method: "POST", path: `/exec/${execId}/start`, body: { Detach: false, Tty: false } });
+    await readText(reply.body);
+    if (reply.status >= 400) throw new DockerApiError(reply.status, `exec ${cmd[0]} failed`, "exec");
+    const info = await this.client.json<{ ExitCode: number | null }>({ method: "GET", path: `/exec/${execId}/json` });
+    return info.ExitCode;
+  }
+
+  /**
+   * Ends a running exec and everything it started (see docker-exec.ts);
+   * resolves true when that was done, false when this engine cannot reach
+   * the command (no /bin/sh, and not a runc container on this host).
+   */
+  private async endExec(containerId: string, execId: string, shell: boolean, runc: boolean, pid: Promise<number | null>): Promise<boolean> {
+    if (shell) {
+      const inside = await pid;
+      if (inside !== null) return (await this.execQuiet(containerId, killCommand(inside))) === 0;
+    }
+    if (!runc || !this.client.isLocal) return false;
+    const [info, container] = await Promise.all([
+      this.client.json<{ Pid: number; Running: boolean }>({ method: "GET", path: `/exec/${execId}/json` }),
+      this.client.json<{ State: { Pid: number } }>({ method: "GET", path: `/containers/${containerId}/json` }),
+    ]);
+    if (!info.Running) return true;
+    if (info.Pid > 1 && container.State.Pid > 1) killHostSession(info.Pid, container.State.Pid);
+    return true;
+  }
+
   async exec(containerId: string, spec: ExecSpec, handlers: ExecHandlers): Promise<ExecOutcome> {
+    const { shell, runc } = await this.execTarget(containerId);
+    const token = `strata-exec-${randomBytes(8).toString("hex")}`;
+    const pidLine = new PidLine(token, (data) => handlers.onOutput("stderr", data));
+    if (!shell) pidLine.end();
     const withStdin = spec.stdin !== undefined;
     const { Id: execId } = await this.client.json<{ Id: string }>({
       method: "POST",
       path: `/containers/${containerId}/exec`,
       body: {
-        Cmd: spec.cmd, Env: spec.env, WorkingDir: spec.cwd,
+        Cmd: shell ? wrapCommand(spec.cmd, token) : spec.cmd, Env: spec.env, WorkingDir: spec.cwd,
         AttachStdin: withStdin, AttachStdout: true, AttachStderr: true, Tty: false,
       },
     });
     const socket = await this.client.hijack({
       method: "POST", path: `/exec/${execId}/start`, body: { Detach: false, Tty: false },
     });
-    let timedOut = false;
-    let aborted = false;
-    const kill = async () => {
-      const info = await this.client.json<{ Pid: number; Running: boolean }>({ method: "GET", path: `/exec/${execId}/json` });
-      if (info.Running && info.Pid > 0 && this.client.isLocal) {
-        for (const pid of descendants(info.Pid).reverse()) {
-          try { process.kill(pid, "SIGKILL"); } catch { /* already gone */ }
-        }
-      }
-      // Whatever still holds the stream open, stop waiting for it.
-      setTimeout(() => socket.destroy(), 1000).unref();
+    let reason: "timeout" | "abort" | null = null;
+    let ending: Promise<boolean> | null = null;
+    const end = (why: "timeout" | "abort") => {
+      if (reason) return;
+      reason = why;
+      ending = this.endExec(containerId, execId, shell, runc, pidLine.pid).catch(() => false);
+      // Whatever still holds the stream open once the command is gone (or could not be reached), stop waiting for it.
+      void ending.then(() => setTimeout(() => socket.destroy(), 1000).unref());
     };
-    const timer = spec.timeoutMs
-      ? setTimeout(() => { timedOut = true; void kill().catch(() => socket.destroy()); }, spec.timeoutMs)
-      : undefined;
-    const onAbort = () => { aborted = true; void kill().catch(() => socket.destroy()); };
-    handlers.signal?.addEventListener("abort", onAbort, { once: true });
+    const timer = spec.timeoutMs ? setTimeout(() => end("timeout"), spec.timeoutMs) : undefined;
+    const onAbort = () => end("abort");
+    if (handlers.signal?.aborted) onAbort();
+    else handlers.signal?.addEventListener("abort", onAbort, { once: true });
     try {
       await new Promise<void>((resolve, reject) => {
-        const sink = demultiplexer(handlers.onOutput);
-        socket.on("error", (error) => (timedOut || aborted ? resolve() : reject(error)));
+        const sink = demultiplexer((kind, data) => (kind === "stderr" ? pidLine.write(data) : handlers.onOutput(kind, data)));
+        socket.on("error", (error) => (reason ? resolve() : reject(error)));
         socket.on("close", () => resolve());
         sink.on("finish", () => resolve());
         socket.pipe(sink);
@@ -264,15 +296,31 @@ export class DockerEngine implements Engine {
       clearTimeout(timer);
       handlers.signal?.removeEventListener("abort", onAbort);
       socket.destroy();
+      pidLine.end();
     }
-    let exitCode = timedOut || aborted ? 137 : -1;
-    for (let attempt = 0; attempt < 50; attempt++) {
+    const ended = ending ? await ending : false;
+    // The engine may take a moment to record the exit code after the stream ends.
+    let exitCode: number | null = null;
+    for (let attempt = 0; attempt < 100; attempt++) {
       const info = await this.client.json<{ ExitCode: number | null; Running: boolean }>({ method: "GET", path: `/exec/${execId}/json` });
       if (!info.Running && info.ExitCode !== null) { exitCode = info.ExitCode; break; }
-      if (timedOut || aborted) break;
+      if (reason && !ended) break;
       await new Promise((r) => setTimeout(r, 10));
     }
-    return { exitCode, timedOut };
+    if (reason) return { exitCode: ended ? 137 : (exitCode ?? -1), timedOut: reason === "timeout", killed: ended };
+    // Killed with its container (a stop tears the container's processes down
+    // with SIGKILL): the command was cut, not finished. The engine may record
+    // the container's end a moment after the exec's, so a SIGKILL nobody here
+    // sent waits for it a little (an OOM kill or the command's own kill -9
+    // leaves the container running).
+    if (exitCode === null || exitCode === 137) {
+      for (let attempt = 0; attempt < 40; attempt++) {
+        const container = await this.inspectContainer(containerId).catch(() => null);
+        if (container?.state !== "running") return { exitCode: 137, timedOut: false, killed: true };
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    }
+    return { exitCode: exitCode ?? -1, timedOut: false, killed: false };
   }
 
   async statPath(containerId: string, path: string): Promise<PathStat | null> {

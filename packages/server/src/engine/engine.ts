@@ -26,6 +26,12 @@ export interface ContainerSpec {
   memoryMb?: number;
   pids?: number;
   network: boolean;
+  /**
+   * Run the engine's init (tini) as the container's first process, with the
+   * command as its child: it reaps orphaned processes, so killed commands
+   * leave no zombies. Default true; a memory restore must match its source.
+   */
+  init?: boolean;
 }
 
 export type ContainerState = "created" | "running" | "paused" | "restarting" | "removing" | "exited" | "dead";
@@ -38,6 +44,7 @@ export interface ContainerInfo {
 }
 
 export interface ExecSpec {
+  /** The argv, run as is (no shell). */
   cmd: string[];
   env?: string[];
   cwd?: string;
@@ -46,8 +53,12 @@ export interface ExecSpec {
 }
 
 export interface ExecOutcome {
+  /** The command's exit code; 137 when it was killed; -1 when the engine could not tell. */
   exitCode: number;
+  /** The timeout fired before the command ended. */
   timedOut: boolean;
+  /** The command did not end by itself: the timeout or the caller's abort ended it, or its container stopped. */
+  killed: boolean;
 }
 
 export interface ExecHandlers {
@@ -123,6 +134,13 @@ export interface Engine {
   inspectContainer(id: string): Promise<ContainerInfo | null>;
   /** Containers carrying all these labels, running or not. */
   listContainers(labels: Record<string, string>): Promise<ContainerInfo[]>;
+  /**
+   * Runs a command in a running container, handing its output to onOutput as
+   * it arrives. When spec.timeoutMs passes or handlers.signal aborts, the
+   * command and every process it started are killed and nothing more of it
+   * runs (exitCode 137, killed true); where the engine cannot reach them it
+   * stops waiting and says so (killed false, exitCode as the engine knows it).
+   */
   exec(containerId: string, spec: ExecSpec, handlers: ExecHandlers): Promise<ExecOutcome>;
   /** Stat of a path; null when it does not exist. */
   statPath(containerId: string, path: string): Promise<PathStat | null>;
