@@ -144,3 +144,21 @@ test("images without /bin/sh: commands run as given; on runc a timeout still kil
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("sandboxes run under an init, and a command that is not in the image is still a 400 that leaves nothing", async () => {
+  const sandbox = await t.strata.sandboxes.create({ image: baseImage });
+  try {
+    assert.equal((await sandbox.exec("cat /proc/1/cmdline | tr '\\0' ' '")).stdout, "/sbin/docker-init -- /bin/sh ");
+  } finally {
+    await sandbox.delete();
+  }
+  const before = await t.containers();
+  for (const [cmd, isolation] of [[["/no/such/binary"], "runc"], [["no-such-command"], "gvisor"]] as const) {
+    await assert.rejects(t.strata.sandboxes.create({ image: baseImage, cmd: [...cmd], isolation }), (error: { code?: string; message?: string }) => {
+      assert.equal(error.code, "bad_request");
+      assert.match(error.message ?? "", new RegExp(cmd[0]));
+      return true;
+    });
+  }
+  assert.equal(await t.containers(), before);
+});

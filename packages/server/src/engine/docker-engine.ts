@@ -2,7 +2,7 @@
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { accessSync, constants, existsSync, mkdirSync, readFileSync, rmdirSync } from "node:fs";
-import { basename, dirname, join } from "node:path";
+import { basename, dirname, join, posix } from "node:path";
 import type { Readable, Writable } from "node:stream";
 import { DockerApiError, DockerClient, engineMessages, readText } from "./docker-client.js";
 import type {
@@ -136,7 +136,37 @@ export class DockerEngine implements Engine {
         },
       },
     });
+    if (spec.init ?? true) {
+      try {
+        await this.checkCommand(reply.Id);
+      } catch (error) {
+        await this.removeContainer(reply.Id).catch(() => undefined);
+        throw error;
+      }
+    }
     return reply.Id;
+  }
+
+  /**
+   * Under an init the runtime no longer refuses a command that is not there
+   * (the init starts, reports it and exits 127), so look it up here as the
+   * runtime would: a path as given, a bare name in the container's PATH.
+   * Throws a 400 DockerApiError when nothing executable-looking is there.
+   */
+  private async checkCommand(id: string): Promise<void> {
+    const c = await this.client.json<{ Path?: string; Config: { Env?: string[] | null; WorkingDir?: string } }>({
+      method: "GET", path: `/containers/${id}/json`,
+    });
+    const name = c.Path ?? "";
+    if (!name) return; // the engine refuses a container without a command itself
+    const path = (c.Config.Env ?? []).find((entry) => entry.startsWith("PATH="))?.slice(5) ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    const candidates = name.includes("/")
+      ? [posix.resolve(c.Config.WorkingDir || "/", name)]
+      : path.split(":").filter((dir) => dir.startsWith("/")).map((dir) => posix.join(dir, name));
+    const found = await Promise.all(candidates.map((candidate) => this.statPath(id, candidate).catch(() => null)));
+    if (found.some((stat) => stat && !stat.isDirectory)) return;
+    const where = name.includes("/") ? `stat ${candidates[0]}: no such file` : `executable file not found in $PATH`;
+    throw new DockerApiError(400, `the command cannot start: exec: "${name}": ${where}`, `/containers/${id}/start`);
   }
 
   async startContainer(id: string, checkpoint?: string): Promise<void> {
