@@ -98,6 +98,21 @@ test("a client that leaves an exec stream ends its command", async () => {
   }
 });
 
+test("a client that leaves a buffered exec ends its command", async () => {
+  const sandbox = await t.strata.sandboxes.create({ image: baseImage, isolation: "gvisor" });
+  try {
+    const controller = new AbortController();
+    const running = sandbox.exec("touch /started; sleep 2; echo x > /after-abort", { signal: controller.signal });
+    await eventually(async () => (await sandbox.exec("ls /started 2>/dev/null")).stdout !== "", 10000, "the command to start");
+    controller.abort();
+    await assert.rejects(running);
+    await outlive(3000);
+    assert.equal((await sandbox.exec("ls /after-abort 2>/dev/null; ps -o args | grep -c '[s]leep 2'")).stdout, "0\n");
+  } finally {
+    await sandbox.delete();
+  }
+});
+
 test("output that is not UTF-8: base64 gives the exact bytes; the default replaces them with U+FFFD", async () => {
   const sandbox = await t.strata.sandboxes.create({ image: baseImage });
   try {
