@@ -130,7 +130,9 @@ const exitCode = Type.Integer({
 });
 const timedOut = Type.Boolean({ description: "timeoutMs passed before the command ended; it was killed with everything it started." });
 const killed = Type.Boolean({
-  description: "The command did not end by itself: the timeout killed it, or the sandbox stopped under it. Its output may be cut short.",
+  description:
+    "The exec ended before the command ended by itself: the timeout (or the client leaving) killed it, or the sandbox stopped " +
+    "(exitCode 137) or was checkpointed by a memory snapshot (exitCode -1: its processes are in the checkpoint) under it. Output may be cut short.",
 });
 
 export const ExecResult = Type.Object({

@@ -43,7 +43,11 @@ export interface ExecOutcome {
   exitCode: number;
   /** The timeout passed before the command ended. */
   timedOut: boolean;
-  /** The command did not end by itself: the timeout killed it, or the sandbox stopped under it. */
+  /**
+   * The exec ended before the command ended by itself: the timeout (or an
+   * abort) killed it, or the sandbox stopped (`exitCode` 137) or was
+   * checkpointed by a memory snapshot (`exitCode` -1) under it.
+   */
   killed: boolean;
   /** Milliseconds from the start of the command to its end, measured by the server. */
   durationMs: number;
@@ -134,7 +138,9 @@ export class Sandbox {
    * `timeoutMs`, see `ExecOptions.timeoutMs`: on images without `/bin/sh`
    * under gVisor the command cannot be reached, the call answers at the
    * timeout with `killed: false` and the command may go on. A sandbox stopped
-   * while the command runs ends it: `killed: true`, `exitCode: 137`.
+   * while the command runs ends it: `killed: true`, `exitCode: 137`; a memory
+   * snapshot taken meanwhile cuts the exec (`killed: true`, `exitCode: -1`),
+   * its processes being in the checkpoint.
    * Aborting `signal` gives up on the reply and kills the command.
    *
    * A non-zero exit code is not an error. Throws StrataError:

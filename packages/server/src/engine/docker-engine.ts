@@ -309,6 +309,19 @@ export class DockerEngine implements Engine {
       // Whatever still holds the stream open once the command is gone (or could not be reached), stop waiting for it.
       void ending.then(() => setTimeout(() => socket.destroy(), 1000).unref());
     };
+    // A stopped or checkpointed container does not always end its execs' streams: watch it, and once it
+    // is not running, give the engine a moment to pass on the last output, then stop waiting.
+    let containerEnded = false;
+    const watch = new AbortController();
+    void this.client
+      .request({ method: "POST", path: `/containers/${containerId}/wait`, query: { condition: "not-running" }, signal: watch.signal, ownConnection: true })
+      .then(async (reply) => {
+        await readText(reply.body);
+        if (watch.signal.aborted) return;
+        containerEnded = true;
+        setTimeout(() => socket.destroy(), 500).unref();
+      })
+      .catch(() => undefined);
     const timer = spec.timeoutMs ? setTimeout(() => end("timeout"), spec.timeoutMs) : undefined;
     const onAbort = () => end("abort");
     if (handlers.signal?.aborted) onAbort();
@@ -316,7 +329,7 @@ export class DockerEngine implements Engine {
     try {
       await new Promise<void>((resolve, reject) => {
         const sink = demultiplexer((kind, data) => (kind === "stderr" ? pidLine.write(data) : handlers.onOutput(kind, data)));
-        socket.on("error", (error) => (reason ? resolve() : reject(error)));
+        socket.on("error", (error) => (reason || containerEnded ? resolve() : reject(error)));
         socket.on("close", () => resolve());
         sink.on("finish", () => resolve());
         socket.pipe(sink);
@@ -324,6 +337,7 @@ export class DockerEngine implements Engine {
       });
     } finally {
       clearTimeout(timer);
+      watch.abort();
       handlers.signal?.removeEventListener("abort", onAbort);
       socket.destroy();
       pidLine.end();
@@ -331,10 +345,19 @@ export class DockerEngine implements Engine {
     const ended = ending ? await ending : false;
     // The engine may take a moment to record the exit code after the stream ends.
     let exitCode: number | null = null;
+    let execGone = false;
     for (let attempt = 0; attempt < 100; attempt++) {
-      const info = await this.client.json<{ ExitCode: number | null; Running: boolean }>({ method: "GET", path: `/exec/${execId}/json` });
+      let info: { ExitCode: number | null; Running: boolean };
+      try {
+        info = await this.client.json({ method: "GET", path: `/exec/${execId}/json` });
+      } catch (error) {
+        // the exec went with its container (removed after a checkpoint): its end is unknown
+        if (!notFound(error)) throw error;
+        execGone = true;
+        break;
+      }
       if (!info.Running && info.ExitCode !== null) { exitCode = info.ExitCode; break; }
-      if (reason && !ended) break;
+      if ((reason && !ended) || containerEnded) break;
       await new Promise((r) => setTimeout(r, 10));
     }
     if (reason) return { exitCode: ended ? 137 : (exitCode ?? -1), timedOut: reason === "timeout", killed: ended };
@@ -346,7 +369,7 @@ export class DockerEngine implements Engine {
     if (exitCode === null || exitCode === 137) {
       for (let attempt = 0; attempt < 40; attempt++) {
         const container = await this.inspectContainer(containerId).catch(() => null);
-        if (container?.state !== "running") return { exitCode: 137, timedOut: false, killed: true };
+        if (container?.state !== "running") return { exitCode: execGone ? -1 : 137, timedOut: false, killed: true };
         await new Promise((r) => setTimeout(r, 25));
       }
     }

@@ -57,7 +57,11 @@ export interface ExecOutcome {
   exitCode: number;
   /** The timeout fired before the command ended. */
   timedOut: boolean;
-  /** The command did not end by itself: the timeout or the caller's abort ended it, or its container stopped. */
+  /**
+   * The exec ended before the command did by itself: the timeout or the
+   * caller's abort killed it, or its container stopped (exitCode 137) or was
+   * checkpointed and removed (exitCode -1) under it.
+   */
   killed: boolean;
 }
 
