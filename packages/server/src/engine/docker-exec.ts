@@ -34,7 +34,7 @@ while [ "$n" -lt 200 ]; do
   n=$((n + 1))
   new=
   for f in /proc/[0-9]*/stat; do
-    IFS= read -r l < "$f" 2>/dev/null || continue
+    IFS= read -r l 2>/dev/null < "$f" || continue
     p=\${f#/proc/}
     p=\${p%/stat}
     case "$seen" in *" $p "*) continue ;; esac
