@@ -177,3 +177,19 @@ test("sandboxes run under an init, and a command that is not in the image is sti
   }
   assert.equal(await t.containers(), before);
 });
+
+test("buffered output past the server's limit is cut, and the reply says so", async () => {
+  const small = await startTestServer({ maxExecOutputBytes: 8 });
+  try {
+    const sandbox = await small.strata.sandboxes.create({ image: baseImage });
+    const cut = await sandbox.exec("printf 0123456789; printf abcdefghij >&2");
+    assert.deepEqual([cut.stdout, cut.stderr, cut.truncated], ["01234567", "abcdefgh", true]);
+    const whole = await sandbox.exec("printf 01234567");
+    assert.deepEqual([whole.stdout, whole.truncated], ["01234567", false]);
+    const streamed: string[] = [];
+    await sandbox.execStream("printf 0123456789", { onStdout: (data) => streamed.push(data) });
+    assert.equal(streamed.join(""), "0123456789", "the streaming form has no limit");
+  } finally {
+    await small.close();
+  }
+});

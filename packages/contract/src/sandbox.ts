@@ -141,6 +141,7 @@ export const ExecResult = Type.Object({
   stderr: Type.String({ description: "Standard error in the request's encoding, cut at the server's limit (16 MiB by default)." }),
   timedOut,
   killed,
+  truncated: Type.Boolean({ description: "stdout or stderr was cut at the server's limit; the streaming form has none." }),
   durationMs: Type.Number(),
 });
 export type ExecResult = Static<typeof ExecResult>;

@@ -134,7 +134,8 @@ export class Sandbox {
    * sandbox's PATH. The command runs as the image's user.
    *
    * `stdout` and `stderr` are each cut at the server's limit (16 MiB of bytes
-   * by default, `maxExecOutputBytes`); use `execStream` for more. With
+   * by default, `maxExecOutputBytes`), and `truncated` is then true; use
+   * `execStream` for more. With
    * `timeoutMs`, see `ExecOptions.timeoutMs`: on images without `/bin/sh`
    * under gVisor the command cannot be reached, the call answers at the
    * timeout with `killed: false` and the command may go on. A sandbox stopped

@@ -360,7 +360,11 @@ export class DockerEngine implements Engine {
       if ((reason && !ended) || containerEnded) break;
       await new Promise((r) => setTimeout(r, 10));
     }
-    if (reason) return { exitCode: ended ? 137 : (exitCode ?? -1), timedOut: reason === "timeout", killed: ended };
+    if (reason) {
+      // An exit code other than SIGKILL's means the command ended by itself before the kill landed.
+      const killed = ended && (exitCode === null || exitCode === 137);
+      return { exitCode: killed ? 137 : (exitCode ?? -1), timedOut: reason === "timeout", killed };
+    }
     // Killed with its container (a stop tears the container's processes down
     // with SIGKILL): the command was cut, not finished. The engine may record
     // the container's end a moment after the exec's, so a SIGKILL nobody here

@@ -42,6 +42,7 @@ export async function execBuffered(ctx: Context, idOrName: string, request: Exec
   const limit = ctx.config.maxExecOutputBytes;
   const output = { stdout: [] as Buffer[], stderr: [] as Buffer[] };
   const sizes = { stdout: 0, stderr: 0 };
+  let truncated = false;
   const started = performance.now();
   const outcome = await ctx.engine
     .exec(
@@ -51,6 +52,7 @@ export async function execBuffered(ctx: Context, idOrName: string, request: Exec
         signal,
         onOutput(kind, data) {
           const room = limit - sizes[kind];
+          if (data.length > room) truncated = true;
           if (room <= 0) return;
           const piece = data.length > room ? data.subarray(0, room) : data;
           output[kind].push(Buffer.from(piece));
@@ -68,6 +70,7 @@ export async function execBuffered(ctx: Context, idOrName: string, request: Exec
     stderr: Buffer.concat(output.stderr).toString(encoding),
     timedOut: outcome.timedOut,
     killed: outcome.killed,
+    truncated,
     durationMs: Math.round((performance.now() - started) * 1000) / 1000,
   };
 }
