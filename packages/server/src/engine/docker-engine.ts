@@ -174,6 +174,7 @@ export class DockerEngine implements Engine {
   }
 
   async checkpoint(id: string, name: string): Promise<void> {
+    this.cutExecs(id);
     await this.client.call({ method: "POST", path: `/containers/${id}/checkpoints`, body: { CheckpointID: name, Exit: true } });
   }
 
@@ -195,11 +196,13 @@ export class DockerEngine implements Engine {
   }
 
   async stopContainer(id: string, graceSeconds: number): Promise<void> {
+    this.cutExecs(id);
     await this.client.call({ method: "POST", path: `/containers/${id}/stop`, query: { t: graceSeconds } });
   }
 
   async removeContainer(id: string): Promise<void> {
     this.execTargets.delete(id);
+    this.cutExecs(id);
     try {
       await this.client.call({ method: "DELETE", path: `/containers/${id}`, query: { force: true, v: true } });
     } catch (error) {
@@ -228,6 +231,17 @@ export class DockerEngine implements Engine {
       exitCode: Number(/Exited \((\d+)\)/.exec(c.Status)?.[1] ?? 0),
       labels: c.Labels ?? {},
     }));
+  }
+
+  /** Per container: the execs running in it now, each marked once its container is stopped, checkpointed or removed under it. */
+  private readonly liveExecs = new Map<string, Set<{ cut: boolean }>>();
+
+  private cutExecs(containerId: string): void {
+    for (const live of this.liveExecs.get(containerId) ?? []) live.cut = true;
+  }
+
+  activeExecs(containerId: string): number {
+    return this.liveExecs.get(containerId)?.size ?? 0;
   }
 
   /** Per container: whether the exec wrapper can run in it, its runtime. Dropped when the container is removed. */
@@ -283,7 +297,31 @@ export class DockerEngine implements Engine {
     return true;
   }
 
+  /** Whether the container is not running, or was (re)started after `since` (ms since the epoch). */
+  private async containerLeft(containerId: string, since: number): Promise<boolean> {
+    try {
+      const c = await this.client.json<{ State: { Status: ContainerState; StartedAt?: string } }>({ method: "GET", path: `/containers/${containerId}/json` });
+      return c.State.Status !== "running" || (c.State.StartedAt ? Date.parse(c.State.StartedAt) > since : false);
+    } catch (error) {
+      if (notFound(error)) return true;
+      throw error;
+    }
+  }
+
   async exec(containerId: string, spec: ExecSpec, handlers: ExecHandlers): Promise<ExecOutcome> {
+    const live = { cut: false };
+    const set = this.liveExecs.get(containerId) ?? new Set();
+    this.liveExecs.set(containerId, set.add(live));
+    try {
+      return await this.runExec(containerId, spec, handlers, live);
+    } finally {
+      set.delete(live);
+      if (!set.size && this.liveExecs.get(containerId) === set) this.liveExecs.delete(containerId);
+    }
+  }
+
+  private async runExec(containerId: string, spec: ExecSpec, handlers: ExecHandlers, live: { cut: boolean }): Promise<ExecOutcome> {
+    const execStarted = Date.now();
     const { shell, runc } = await this.execTarget(containerId);
     const token = `strata-exec-${randomBytes(8).toString("hex")}`;
     const pidLine = new PidLine(token, (data) => handlers.onOutput("stderr", data));
@@ -310,18 +348,22 @@ export class DockerEngine implements Engine {
       void ending.then(() => setTimeout(() => socket.destroy(), 1000).unref());
     };
     // A stopped or checkpointed container does not always end its execs' streams: watch it, and once it
-    // is not running, give the engine a moment to pass on the last output, then stop waiting.
+    // is not running, give the engine a moment to pass on the last output, then stop waiting. Short
+    // execs (most) end before the watch starts and cost no extra request.
     let containerEnded = false;
     const watch = new AbortController();
-    void this.client
-      .request({ method: "POST", path: `/containers/${containerId}/wait`, query: { condition: "not-running" }, signal: watch.signal, ownConnection: true })
-      .then(async (reply) => {
-        await readText(reply.body);
-        if (watch.signal.aborted) return;
-        containerEnded = true;
-        setTimeout(() => socket.destroy(), 500).unref();
-      })
-      .catch(() => undefined);
+    const watchContainer = () => {
+      void this.client
+        .request({ method: "POST", path: `/containers/${containerId}/wait`, query: { condition: "not-running" }, signal: watch.signal, ownConnection: true })
+        .then(async (reply) => {
+          await readText(reply.body);
+          if (watch.signal.aborted) return;
+          containerEnded = true;
+          setTimeout(() => socket.destroy(), 500).unref();
+        })
+        .catch(() => undefined);
+    };
+    const watchTimer = setTimeout(watchContainer, 1000);
     const timer = spec.timeoutMs ? setTimeout(() => end("timeout"), spec.timeoutMs) : undefined;
     const onAbort = () => end("abort");
     if (handlers.signal?.aborted) onAbort();
@@ -337,6 +379,7 @@ export class DockerEngine implements Engine {
       });
     } finally {
       clearTimeout(timer);
+      clearTimeout(watchTimer);
       watch.abort();
       handlers.signal?.removeEventListener("abort", onAbort);
       socket.destroy();
@@ -365,17 +408,18 @@ export class DockerEngine implements Engine {
       const killed = ended && (exitCode === null || exitCode === 137);
       return { exitCode: killed ? 137 : (exitCode ?? -1), timedOut: reason === "timeout", killed };
     }
-    // Killed with its container (a stop tears the container's processes down
-    // with SIGKILL): the command was cut, not finished. The engine may record
-    // the container's end a moment after the exec's, so a SIGKILL nobody here
-    // sent waits for it a little (an OOM kill or the command's own kill -9
-    // leaves the container running).
-    if (exitCode === null || exitCode === 137) {
-      for (let attempt = 0; attempt < 40; attempt++) {
-        const container = await this.inspectContainer(containerId).catch(() => null);
-        if (container?.state !== "running") return { exitCode: execGone ? -1 : 137, timedOut: false, killed: true };
-        await new Promise((r) => setTimeout(r, 25));
-      }
+    // Cut with its container: a stop tears the container's processes down
+    // with SIGKILL; a checkpoint (gVisor) takes them away, and the engine then
+    // reports whatever the runtime's exec said, 0 included. Either way the
+    // command did not finish. The engine may record the container's end a
+    // moment after the exec's, so a SIGKILL nobody here sent waits for it a
+    // little (an OOM kill or the command's own kill -9 leaves it running).
+    const cut = { exitCode: exitCode === 137 ? 137 : -1, timedOut: false, killed: true };
+    if (live.cut || containerEnded || execGone) return cut;
+    const polls = exitCode === null || exitCode === 137 ? 40 : runc ? 0 : 1;
+    for (let attempt = 0; attempt < polls; attempt++) {
+      if (await this.containerLeft(containerId, execStarted)) return cut;
+      if (attempt + 1 < polls) await new Promise((r) => setTimeout(r, 25));
     }
     return { exitCode: exitCode ?? -1, timedOut: false, killed: false };
   }

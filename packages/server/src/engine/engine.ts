@@ -146,6 +146,8 @@ export interface Engine {
    * stops waiting and says so (killed false, exitCode as the engine knows it).
    */
   exec(containerId: string, spec: ExecSpec, handlers: ExecHandlers): Promise<ExecOutcome>;
+  /** How many execs this engine object is running in the container now (those of this server only). */
+  activeExecs(containerId: string): number;
   /** Stat of a path; null when it does not exist. */
   statPath(containerId: string, path: string): Promise<PathStat | null>;
   /**
