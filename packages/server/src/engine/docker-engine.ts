@@ -284,7 +284,8 @@ export class DockerEngine implements Engine {
    */
   private async endExec(containerId: string, execId: string, shell: boolean, runc: boolean, pid: Promise<number | null>): Promise<boolean> {
     if (shell) {
-      const inside = await pid;
+      // the wrapper's first act is to say its pid; a wrapper that never does has not run
+      const inside = await Promise.race([pid, new Promise<null>((r) => setTimeout(() => r(null), 5000).unref())]);
       if (inside !== null) return (await this.execQuiet(containerId, killCommand(inside))) === 0;
     }
     if (!runc || !this.client.isLocal) return false;
@@ -343,7 +344,11 @@ export class DockerEngine implements Engine {
     const end = (why: "timeout" | "abort") => {
       if (reason) return;
       reason = why;
-      ending = this.endExec(containerId, execId, shell, runc, pidLine.pid).catch(() => false);
+      // Never wait on the kill itself for long: a frozen container does not run the killer.
+      ending = Promise.race([
+        this.endExec(containerId, execId, shell, runc, pidLine.pid).catch(() => false),
+        new Promise<boolean>((r) => setTimeout(() => r(false), 15_000).unref()),
+      ]);
       // Whatever still holds the stream open once the command is gone (or could not be reached), stop waiting for it.
       void ending.then(() => setTimeout(() => socket.destroy(), 1000).unref());
     };
