@@ -286,7 +286,8 @@ export class DockerEngine implements Engine {
     if (shell) {
       // the wrapper's first act is to say its pid; a wrapper that never does has not run
       const inside = await Promise.race([pid, new Promise<null>((r) => setTimeout(() => r(null), 5000).unref())]);
-      if (inside !== null) return (await this.execQuiet(containerId, killCommand(inside))) === 0;
+      // (a killer that cannot start, as when the command used up the pids limit, falls back to the host on runc)
+      if (inside !== null && (await this.execQuiet(containerId, killCommand(inside)).catch(() => null)) === 0) return true;
     }
     if (!runc || !this.client.isLocal) return false;
     const [info, container] = await Promise.all([
