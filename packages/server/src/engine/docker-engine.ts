@@ -80,6 +80,11 @@ function parseStat(header: string | string[] | undefined): PathStat | null {
   };
 }
 
+/** An exec in progress, and what this engine did to its container meanwhile. */
+interface LiveExec {
+  cut: "stop" | "checkpoint" | null;
+}
+
 export class DockerEngine implements Engine {
   private readonly client: DockerClient;
 
@@ -174,7 +179,7 @@ export class DockerEngine implements Engine {
   }
 
   async checkpoint(id: string, name: string): Promise<void> {
-    this.cutExecs(id);
+    this.cutExecs(id, "checkpoint");
     await this.client.call({ method: "POST", path: `/containers/${id}/checkpoints`, body: { CheckpointID: name, Exit: true } });
   }
 
@@ -196,13 +201,13 @@ export class DockerEngine implements Engine {
   }
 
   async stopContainer(id: string, graceSeconds: number): Promise<void> {
-    this.cutExecs(id);
+    this.cutExecs(id, "stop");
     await this.client.call({ method: "POST", path: `/containers/${id}/stop`, query: { t: graceSeconds } });
   }
 
   async removeContainer(id: string): Promise<void> {
     this.execTargets.delete(id);
-    this.cutExecs(id);
+    this.cutExecs(id, "stop");
     try {
       await this.client.call({ method: "DELETE", path: `/containers/${id}`, query: { force: true, v: true } });
     } catch (error) {
@@ -234,10 +239,10 @@ export class DockerEngine implements Engine {
   }
 
   /** Per container: the execs running in it now, each marked once its container is stopped, checkpointed or removed under it. */
-  private readonly liveExecs = new Map<string, Set<{ cut: boolean }>>();
+  private readonly liveExecs = new Map<string, Set<LiveExec>>();
 
-  private cutExecs(containerId: string): void {
-    for (const live of this.liveExecs.get(containerId) ?? []) live.cut = true;
+  private cutExecs(containerId: string, by: "stop" | "checkpoint"): void {
+    for (const live of this.liveExecs.get(containerId) ?? []) live.cut ??= by;
   }
 
   activeExecs(containerId: string): number {
@@ -311,7 +316,7 @@ export class DockerEngine implements Engine {
   }
 
   async exec(containerId: string, spec: ExecSpec, handlers: ExecHandlers): Promise<ExecOutcome> {
-    const live = { cut: false };
+    const live: LiveExec = { cut: null };
     const set = this.liveExecs.get(containerId) ?? new Set();
     this.liveExecs.set(containerId, set.add(live));
     try {
@@ -322,7 +327,7 @@ export class DockerEngine implements Engine {
     }
   }
 
-  private async runExec(containerId: string, spec: ExecSpec, handlers: ExecHandlers, live: { cut: boolean }): Promise<ExecOutcome> {
+  private async runExec(containerId: string, spec: ExecSpec, handlers: ExecHandlers, live: LiveExec): Promise<ExecOutcome> {
     const execStarted = Date.now();
     const { shell, runc } = await this.execTarget(containerId);
     const token = `strata-exec-${randomBytes(8).toString("hex")}`;
@@ -420,7 +425,8 @@ export class DockerEngine implements Engine {
     // command did not finish. The engine may record the container's end a
     // moment after the exec's, so a SIGKILL nobody here sent waits for it a
     // little (an OOM kill or the command's own kill -9 leaves it running).
-    const cut = { exitCode: exitCode === 137 ? 137 : -1, timedOut: false, killed: true };
+    // A stop kills (137); after a checkpoint the processes live on in it, their end unknown (-1).
+    const cut = { exitCode: live.cut === "stop" || exitCode === 137 ? 137 : -1, timedOut: false, killed: true };
     if (live.cut || containerEnded || execGone) return cut;
     const polls = exitCode === null || exitCode === 137 ? 40 : runc ? 0 : 1;
     for (let attempt = 0; attempt < polls; attempt++) {
