@@ -8,15 +8,18 @@ import { baseImage, startTestServer, type TestServer } from "./harness.js";
 const bin = fileURLToPath(new URL("../../packages/cli/bin/strata.js", import.meta.url));
 let t: TestServer;
 
-function strata(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+function strata(...args: string[]): Promise<{ code: number; stdout: string; stderr: string; stdoutBytes: Buffer }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [bin, ...args], { env: { ...process.env, STRATA_URL: t.server.url } });
-    let stdout = "";
+    const stdout: Buffer[] = [];
     let stderr = "";
-    child.stdout.on("data", (data) => (stdout += data));
+    child.stdout.on("data", (data: Buffer) => stdout.push(data));
     child.stderr.on("data", (data) => (stderr += data));
     child.on("error", reject);
-    child.on("close", (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    child.on("close", (code) => {
+      const stdoutBytes = Buffer.concat(stdout);
+      resolve({ code: code ?? -1, stdout: stdoutBytes.toString("utf8"), stderr, stdoutBytes });
+    });
   });
 }
 
@@ -45,6 +48,9 @@ test("create, list, exec, stop, start and remove from the command line", async (
   assert.equal(exec.stderr, "oops\n");
   const execJson = JSON.parse((await strata("sandbox", "exec", "cli-box", "--json", "--", "echo", "hi")).stdout) as { stdout: string };
   assert.equal(execJson.stdout, "hi\n");
+  // output that is not UTF-8 reaches the terminal (or a file) byte for byte
+  const binary = await strata("sandbox", "exec", "cli-box", "--", "printf", "\\377\\376\\000x");
+  assert.deepEqual(binary.stdoutBytes, Buffer.from([0xff, 0xfe, 0x00, 0x78]));
 
   assert.match((await strata("sandbox", "stop", "cli-box", "--timeout", "1")).stdout, /stopped/);
   const refused = await strata("sandbox", "exec", "cli-box", "--", "true");

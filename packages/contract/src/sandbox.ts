@@ -184,6 +184,14 @@ export const StopSandboxQuery = Type.Object(
   { additionalProperties: false },
 );
 
+/** How output bytes are put into the reply's strings. */
+export const ExecEncoding = Type.Union([Type.Literal("utf8"), Type.Literal("base64")], {
+  description:
+    "utf8 (default): output decoded as UTF-8, each invalid byte sequence replaced by U+FFFD (lossy for binary output). " +
+    "base64: stdout and stderr (and each streamed event's data) are the exact bytes, base64-encoded.",
+});
+export type ExecEncoding = Static<typeof ExecEncoding>;
+
 export const ExecRequest = Type.Object(
   {
     cmd: Command("The program and its arguments, run as given (no shell)."),
@@ -191,16 +199,29 @@ export const ExecRequest = Type.Object(
     env: Type.Optional(Env("Environment added for this command.")),
     timeoutMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 86400000, description: "The command is killed after this long; the reply says timedOut." })),
     stdin: Type.Optional(Type.String({ description: `Written to the command's standard input, then closed. The way to pass long input, e.g. a script: \`{"cmd": ["sh"], "stdin": "..."}\` (bounded only by the ${limits.jsonBodyBytes / 1024 / 1024} MiB request body).` })),
+    encoding: Type.Optional(ExecEncoding),
   },
   { additionalProperties: false },
 );
 export type ExecRequest = Static<typeof ExecRequest>;
 
+const exitCode = Type.Integer({
+  description: "The command's exit code; 137 when it was killed (timeout, sandbox stopped); -1 when it could not be known.",
+});
+const timedOut = Type.Boolean({ description: "timeoutMs passed before the command ended; it was killed with everything it started." });
+const killed = Type.Boolean({
+  description:
+    "The exec ended before the command ended by itself: the timeout (or the client leaving) killed it, or the sandbox stopped " +
+    "(exitCode 137) or was checkpointed by a memory snapshot (exitCode -1: its processes are in the checkpoint) under it. Output may be cut short.",
+});
+
 export const ExecResult = Type.Object({
-  exitCode: Type.Integer(),
-  stdout: Type.String(),
-  stderr: Type.String(),
-  timedOut: Type.Boolean(),
+  exitCode,
+  stdout: Type.String({ description: "Standard output in the request's encoding, cut at the server's limit (16 MiB by default)." }),
+  stderr: Type.String({ description: "Standard error in the request's encoding, cut at the server's limit (16 MiB by default)." }),
+  timedOut,
+  killed,
+  truncated: Type.Boolean({ description: "stdout or stderr was cut at the server's limit; the streaming form has none." }),
   durationMs: Type.Number(),
 });
 export type ExecResult = Static<typeof ExecResult>;
@@ -209,7 +230,7 @@ export type ExecResult = Static<typeof ExecResult>;
 export const ExecEvent = Type.Union([
   Type.Object({ type: Type.Literal("stdout"), data: Type.String() }),
   Type.Object({ type: Type.Literal("stderr"), data: Type.String() }),
-  Type.Object({ type: Type.Literal("exit"), exitCode: Type.Integer(), timedOut: Type.Boolean(), durationMs: Type.Number() }),
+  Type.Object({ type: Type.Literal("exit"), exitCode, timedOut, killed, durationMs: Type.Number() }),
   Type.Object({ type: Type.Literal("error"), code: Type.String(), message: Type.String() }),
 ]);
 export type ExecEvent = Static<typeof ExecEvent>;

@@ -5,26 +5,51 @@ import { jsonLines } from "./lines.js";
 import { StrataError } from "@strata/contract";
 import type { Body, CallOptions, Http } from "./http.js";
 
+/** Options of `Sandbox.exec` and `Sandbox.execStream`. */
 export interface ExecOptions extends CallOptions {
+  /** Working directory inside the sandbox (absolute); default the image's WORKDIR. */
   cwd?: string;
+  /** Environment added for this command, over the sandbox's own. */
   env?: Record<string, string>;
-  /** Kill the command after this long; the result then has `timedOut: true`. */
+  /**
+   * Milliseconds after which the command is killed, with every process it
+   * started (its session, its process group and their descendants): nothing
+   * more of it runs. The result then has `timedOut: true`, `killed: true` and
+   * `exitCode: 137`. Unset: no limit.
+   */
   timeoutMs?: number;
+  /** Written to the command's standard input, which is then closed. Unset: no stdin. */
   stdin?: string;
+  /**
+   * How output bytes become strings. `"utf8"` (default): decoded as UTF-8,
+   * each invalid byte sequence replaced by U+FFFD, so binary output is lost.
+   * `"base64"`: the exact bytes, base64-encoded (`Buffer.from(s, "base64")`);
+   * in `execStream` each callback's piece decodes on its own.
+   */
+  encoding?: "utf8" | "base64";
 }
 
+/** Options of `Sandbox.execStream`: those of `exec`, and where the output goes as it arrives. */
 export interface ExecStreamOptions extends ExecOptions {
+  /** Each piece of standard output, in the chosen encoding (pieces split anywhere, but never inside a UTF-8 character). */
   onStdout?: (data: string) => void;
+  /** Each piece of standard error, as for onStdout. */
   onStderr?: (data: string) => void;
 }
 
 /** How a streamed command ended. */
 export interface ExecOutcome {
-  /** The command's exit code. */
+  /** The command's exit code; 137 when it was killed; -1 when the server could not learn it. */
   exitCode: number;
-  /** Whether the server killed it at `timeoutMs`. */
+  /** The timeout passed before the command ended. */
   timedOut: boolean;
-  /** From the start of the command to its end, in milliseconds, measured by the server. */
+  /**
+   * The exec ended before the command ended by itself: the timeout (or an
+   * abort) killed it, or the sandbox stopped (`exitCode` 137) or was
+   * checkpointed by a memory snapshot (`exitCode` -1) under it.
+   */
+  killed: boolean;
+  /** Milliseconds from the start of the command to its end, measured by the server. */
   durationMs: number;
 }
 
@@ -148,13 +173,41 @@ export class Sandbox {
     return `/v1/sandboxes/${this.id}${suffix}`;
   }
 
-  /** Runs a command to its end and returns its exit code and output. */
+  /**
+   * Runs a command in the running sandbox to its end and returns its exit
+   * code and output. A string runs through `/bin/sh -c` (so it needs a shell
+   * in the image); an array runs as is, its first item looked up in the
+   * sandbox's PATH. The command runs as the image's user.
+   *
+   * `stdout` and `stderr` are each cut at the server's limit (16 MiB of bytes
+   * by default, `maxExecOutputBytes`), and `truncated` is then true; use
+   * `execStream` for more. With
+   * `timeoutMs`, see `ExecOptions.timeoutMs`: on images without `/bin/sh`
+   * under gVisor the command cannot be reached, the call answers at the
+   * timeout with `killed: false` and the command may go on. A sandbox stopped
+   * while the command runs ends it: `killed: true`, `exitCode: 137`; a memory
+   * snapshot taken meanwhile cuts the exec (`killed: true`, `exitCode: -1`),
+   * its processes being in the checkpoint.
+   * Aborting `signal` gives up on the reply and kills the command.
+   *
+   * A non-zero exit code is not an error. Throws StrataError:
+   * `sandbox_not_found` (404), `sandbox_not_running` (409: stopped, paused or
+   * still being created), `bad_request` (400: an empty `cmd`, a relative
+   * `cwd`), `engine_unavailable` (503).
+   */
   async exec(cmd: string | string[], options: ExecOptions = {}): Promise<ExecResult> {
     const { signal, ...rest } = options;
     return this.http.json<ExecResult>({ method: "POST", path: this.path("/exec"), json: { cmd: argv(cmd), ...rest }, signal });
   }
 
-  /** Runs a command, handing its output to the callbacks as it comes. */
+  /**
+   * Runs a command like `exec`, handing its output to `onStdout` and
+   * `onStderr` as it comes, with no size limit; resolves with how it ended.
+   * Aborting `signal` (or leaving the stream) kills the command with
+   * everything it started, and the call rejects with the abort. Throws the
+   * StrataErrors of `exec` before any output; a failure after the output has
+   * begun rejects with the error the server sent in the stream.
+   */
   async execStream(cmd: string | string[], options: ExecStreamOptions = {}): Promise<ExecOutcome> {
     const { signal, onStdout, onStderr, ...rest } = options;
     const response = await this.http.send({ method: "POST", path: this.path("/exec/stream"), json: { cmd: argv(cmd), ...rest }, signal });
@@ -162,7 +215,7 @@ export class Sandbox {
     for await (const event of jsonLines<ExecEvent>(response.body!)) {
       if (event.type === "stdout") onStdout?.(event.data);
       else if (event.type === "stderr") onStderr?.(event.data);
-      else if (event.type === "exit") outcome = { exitCode: event.exitCode, timedOut: event.timedOut, durationMs: event.durationMs };
+      else if (event.type === "exit") outcome = { exitCode: event.exitCode, timedOut: event.timedOut, killed: event.killed, durationMs: event.durationMs };
       else throw StrataError.fromBody({ error: { code: event.code, message: event.message } }, 500);
     }
     if (!outcome) throw new StrataError("internal", "the exec stream ended without an exit event");

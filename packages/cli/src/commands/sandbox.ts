@@ -123,12 +123,18 @@ export async function sandbox(args: string[]): Promise<number> {
         printJson(result);
         return result.exitCode;
       }
+      // the exact bytes, so binary output piped to a file arrives intact
       const outcome = await target.execStream(trailing, {
         ...options,
-        onStdout: (data) => process.stdout.write(data),
-        onStderr: (data) => process.stderr.write(data),
+        encoding: "base64",
+        onStdout: (data) => process.stdout.write(Buffer.from(data, "base64")),
+        onStderr: (data) => process.stderr.write(Buffer.from(data, "base64")),
       });
-      if (outcome.timedOut) process.stderr.write(`strata: the command timed out after ${options.timeoutMs} ms\n`);
+      if (outcome.timedOut) {
+        process.stderr.write(outcome.killed
+          ? `strata: the command timed out after ${options.timeoutMs} ms and was killed\n`
+          : `strata: the command timed out after ${options.timeoutMs} ms; it could not be killed and may still run\n`);
+      } else if (outcome.killed) process.stderr.write("strata: the command was killed when its sandbox stopped\n");
       return outcome.exitCode;
     }
     case "stop":

@@ -15,6 +15,12 @@ export interface DockerRequest {
   contentType?: string;
   headers?: Record<string, string>;
   signal?: AbortSignal;
+  /**
+   * A connection of its own instead of the shared pool: for requests that
+   * may wait a long time (a container's wait), so they never hold a pooled
+   * socket other calls queue behind.
+   */
+  ownConnection?: boolean;
 }
 
 export interface DockerReply {
@@ -61,7 +67,7 @@ export class DockerClient {
     const qs = search.toString();
     return {
       ...this.target,
-      agent: this.agent,
+      agent: req.ownConnection ? false : this.agent,
       method: req.method,
       path: qs ? `${req.path}?${qs}` : req.path,
       headers: { host: "docker", ...headers },

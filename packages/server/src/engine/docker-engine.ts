@@ -1,7 +1,8 @@
 // The Engine implemented on the Docker Engine API.
 import { spawn } from "node:child_process";
-import { accessSync, constants, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync } from "node:fs";
-import { basename, dirname, join } from "node:path";
+import { randomBytes } from "node:crypto";
+import { accessSync, constants, existsSync, mkdirSync, readFileSync, rmdirSync } from "node:fs";
+import { basename, dirname, join, posix } from "node:path";
 import type { Readable, Writable } from "node:stream";
 import { DockerApiError, DockerClient, engineMessages, readText } from "./docker-client.js";
 import type {
@@ -11,6 +12,7 @@ import type {
 import { BuildFailure, PathFailure } from "./engine.js";
 import { RegistryFailure } from "./engine.js";
 import { demultiplexer } from "./multiplex.js";
+import { killCommand, killHostSession, PidLine, shellPath, wrapCommand } from "./docker-exec.js";
 
 interface DockerImage {
   Id: string;
@@ -90,29 +92,9 @@ function parseStat(header: string | string[] | undefined): PathStat | null {
   };
 }
 
-/** Host processes descending from pid (the engine runs on this host). */
-function descendants(pid: number): number[] {
-  const children = new Map<number, number[]>();
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      const list = children.get(ppid) ?? [];
-      list.push(Number(entry));
-      children.set(ppid, list);
-    } catch {
-      // the process ended while we looked
-    }
-  }
-  const out: number[] = [];
-  const queue = [pid];
-  while (queue.length) {
-    const next = queue.shift()!;
-    out.push(next);
-    queue.push(...(children.get(next) ?? []));
-  }
-  return out;
+/** An exec in progress, and what this engine did to its container meanwhile. */
+interface LiveExec {
+  cut: "stop" | "checkpoint" | null;
 }
 
 export class DockerEngine implements Engine {
@@ -175,10 +157,41 @@ export class DockerEngine implements Engine {
           Memory: spec.memoryMb ? spec.memoryMb * 1024 * 1024 : undefined,
           PidsLimit: spec.pids,
           NetworkMode: spec.network ? "bridge" : "none",
+          Init: spec.init ?? true,
         },
       },
     });
+    if (spec.init ?? true) {
+      try {
+        await this.checkCommand(reply.Id);
+      } catch (error) {
+        await this.removeContainer(reply.Id).catch(() => undefined);
+        throw error;
+      }
+    }
     return reply.Id;
+  }
+
+  /**
+   * Under an init the runtime no longer refuses a command that is not there
+   * (the init starts, reports it and exits 127), so look it up here as the
+   * runtime would: a path as given, a bare name in the container's PATH.
+   * Throws a 400 DockerApiError when nothing executable-looking is there.
+   */
+  private async checkCommand(id: string): Promise<void> {
+    const c = await this.client.json<{ Path?: string; Config: { Env?: string[] | null; WorkingDir?: string } }>({
+      method: "GET", path: `/containers/${id}/json`,
+    });
+    const name = c.Path ?? "";
+    if (!name) return; // the engine refuses a container without a command itself
+    const path = (c.Config.Env ?? []).find((entry) => entry.startsWith("PATH="))?.slice(5) ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    const candidates = name.includes("/")
+      ? [posix.resolve(c.Config.WorkingDir || "/", name)]
+      : path.split(":").filter((dir) => dir.startsWith("/")).map((dir) => posix.join(dir, name));
+    const found = await Promise.all(candidates.map((candidate) => this.statPath(id, candidate).catch(() => null)));
+    if (found.some((stat) => stat && !stat.isDirectory)) return;
+    const where = name.includes("/") ? `stat ${candidates[0]}: no such file` : `executable file not found in $PATH`;
+    throw new DockerApiError(400, `the command cannot start: exec: "${name}": ${where}`, `/containers/${id}/start`);
   }
 
   async startContainer(id: string, checkpoint?: string): Promise<void> {
@@ -186,6 +199,7 @@ export class DockerEngine implements Engine {
   }
 
   async checkpoint(id: string, name: string): Promise<void> {
+    this.cutExecs(id, "checkpoint");
     await this.client.call({ method: "POST", path: `/containers/${id}/checkpoints`, body: { CheckpointID: name, Exit: true } });
   }
 
@@ -207,10 +221,13 @@ export class DockerEngine implements Engine {
   }
 
   async stopContainer(id: string, graceSeconds: number): Promise<void> {
+    this.cutExecs(id, "stop");
     await this.client.call({ method: "POST", path: `/containers/${id}/stop`, query: { t: graceSeconds } });
   }
 
   async removeContainer(id: string): Promise<void> {
+    this.execTargets.delete(id);
+    this.cutExecs(id, "stop");
     try {
       await this.client.call({ method: "DELETE", path: `/containers/${id}`, query: { force: true, v: true } });
     } catch (error) {
@@ -262,47 +279,152 @@ export class DockerEngine implements Engine {
     }));
   }
 
+  /** Per container: the execs running in it now, each marked once its container is stopped, checkpointed or removed under it. */
+  private readonly liveExecs = new Map<string, Set<LiveExec>>();
+
+  private cutExecs(containerId: string, by: "stop" | "checkpoint"): void {
+    for (const live of this.liveExecs.get(containerId) ?? []) live.cut ??= by;
+  }
+
+  activeExecs(containerId: string): number {
+    return this.liveExecs.get(containerId)?.size ?? 0;
+  }
+
+  /** Per container: whether the exec wrapper can run in it, its runtime. Dropped when the container is removed. */
+  private readonly execTargets = new Map<string, Promise<{ shell: boolean; runc: boolean }>>();
+
+  private execTarget(containerId: string): Promise<{ shell: boolean; runc: boolean }> {
+    let target = this.execTargets.get(containerId);
+    if (!target) {
+      target = (async () => {
+        const [shell, container] = await Promise.all([
+          this.statPath(containerId, shellPath),
+          this.client.json<DockerContainer>({ method: "GET", path: `/containers/${containerId}/json` }),
+        ]);
+        return { shell: shell !== null && !shell.isDirectory, runc: (container.HostConfig?.Runtime ?? "runc") === "runc" };
+      })();
+      target.catch(() => this.execTargets.delete(containerId));
+      this.execTargets.set(containerId, target);
+    }
+    return target;
+  }
+
+  /** Runs a command as root to its end, output discarded; resolves with its exit code. */
+  private async execQuiet(containerId: string, cmd: string[]): Promise<number | null> {
+    const { Id: execId } = await this.client.json<{ Id: string }>({
+      method: "POST",
+      path: `/containers/${containerId}/exec`,
+      body: { Cmd: cmd, User: "0", AttachStdin: false, AttachStdout: true, AttachStderr: true, Tty: false },
+    });
+    const reply = await this.client.request({ method: "POST", path: `/exec/${execId}/start`, body: { Detach: false, Tty: false } });
+    await readText(reply.body);
+    if (reply.status >= 400) throw new DockerApiError(reply.status, `exec ${cmd[0]} failed`, "exec");
+    const info = await this.client.json<{ ExitCode: number | null }>({ method: "GET", path: `/exec/${execId}/json` });
+    return info.ExitCode;
+  }
+
+  /**
+   * Ends a running exec and everything it started (see docker-exec.ts);
+   * resolves true when that was done, false when this engine cannot reach
+   * the command (no /bin/sh, and not a runc container on this host).
+   */
+  private async endExec(containerId: string, execId: string, shell: boolean, runc: boolean, pid: Promise<number | null>): Promise<boolean> {
+    if (shell) {
+      // the wrapper's first act is to say its pid; a wrapper that never does has not run
+      const inside = await Promise.race([pid, new Promise<null>((r) => setTimeout(() => r(null), 5000).unref())]);
+      // (a killer that cannot start, as when the command used up the pids limit, falls back to the host on runc)
+      if (inside !== null && (await this.execQuiet(containerId, killCommand(inside)).catch(() => null)) === 0) return true;
+    }
+    if (!runc || !this.client.isLocal) return false;
+    const [info, container] = await Promise.all([
+      this.client.json<{ Pid: number; Running: boolean }>({ method: "GET", path: `/exec/${execId}/json` }),
+      this.client.json<{ State: { Pid: number } }>({ method: "GET", path: `/containers/${containerId}/json` }),
+    ]);
+    if (!info.Running) return true;
+    if (info.Pid > 1 && container.State.Pid > 1) killHostSession(info.Pid, container.State.Pid);
+    return true;
+  }
+
+  /** Whether the container is not running, or was (re)started after `since` (ms since the epoch). */
+  private async containerLeft(containerId: string, since: number): Promise<boolean> {
+    try {
+      const c = await this.client.json<{ State: { Status: ContainerState; StartedAt?: string } }>({ method: "GET", path: `/containers/${containerId}/json` });
+      return c.State.Status !== "running" || (c.State.StartedAt ? Date.parse(c.State.StartedAt) > since : false);
+    } catch (error) {
+      if (notFound(error)) return true;
+      throw error;
+    }
+  }
+
   async exec(containerId: string, spec: ExecSpec, handlers: ExecHandlers): Promise<ExecOutcome> {
+    const live: LiveExec = { cut: null };
+    const set = this.liveExecs.get(containerId) ?? new Set();
+    this.liveExecs.set(containerId, set.add(live));
+    try {
+      return await this.runExec(containerId, spec, handlers, live);
+    } finally {
+      set.delete(live);
+      if (!set.size && this.liveExecs.get(containerId) === set) this.liveExecs.delete(containerId);
+    }
+  }
+
+  private async runExec(containerId: string, spec: ExecSpec, handlers: ExecHandlers, live: LiveExec): Promise<ExecOutcome> {
     handlers.signal?.throwIfAborted(); // nobody waits for it any more: never start it
+    const execStarted = Date.now();
+    const { shell, runc } = await this.execTarget(containerId);
+    const token = `strata-exec-${randomBytes(8).toString("hex")}`;
+    const pidLine = new PidLine(token, (data) => handlers.onOutput("stderr", data));
+    if (!shell) pidLine.end();
     const withStdin = spec.stdin !== undefined;
     const { Id: execId } = await this.client.json<{ Id: string }>({
       method: "POST",
       path: `/containers/${containerId}/exec`,
       body: {
-        Cmd: spec.cmd, Env: spec.env, WorkingDir: spec.cwd,
+        Cmd: shell ? wrapCommand(spec.cmd, token) : spec.cmd, Env: spec.env, WorkingDir: spec.cwd,
         AttachStdin: withStdin, AttachStdout: true, AttachStderr: true, Tty: false,
       },
     });
     const socket = await this.client.hijack({
       method: "POST", path: `/exec/${execId}/start`, body: { Detach: false, Tty: false },
     });
-    let timedOut = false;
-    let aborted = false;
-    const kill = async () => {
-      // an exec just started may not have its process yet: wait until it has, or has ended
-      let info = await this.client.json<{ Pid: number; Running: boolean; ExitCode: number | null }>({ method: "GET", path: `/exec/${execId}/json` });
-      for (let attempt = 0; attempt < 100 && !(info.Running && info.Pid > 0) && info.ExitCode === null; attempt++) {
-        await new Promise((r) => setTimeout(r, 20));
-        info = await this.client.json({ method: "GET", path: `/exec/${execId}/json` });
-      }
-      if (info.Running && info.Pid > 0 && this.client.isLocal) {
-        for (const pid of descendants(info.Pid).reverse()) {
-          try { process.kill(pid, "SIGKILL"); } catch { /* already gone */ }
-        }
-      }
-      // Whatever still holds the stream open, stop waiting for it.
-      setTimeout(() => socket.destroy(), 1000).unref();
+    let reason: "timeout" | "abort" | null = null;
+    let ending: Promise<boolean> | null = null;
+    const end = (why: "timeout" | "abort") => {
+      if (reason) return;
+      reason = why;
+      // Never wait on the kill itself for long: a frozen container does not run the killer.
+      ending = Promise.race([
+        this.endExec(containerId, execId, shell, runc, pidLine.pid).catch(() => false),
+        new Promise<boolean>((r) => setTimeout(() => r(false), 15_000).unref()),
+      ]);
+      // Whatever still holds the stream open once the command is gone (or could not be reached), stop waiting for it.
+      void ending.then(() => setTimeout(() => socket.destroy(), 1000).unref());
     };
-    const timer = spec.timeoutMs
-      ? setTimeout(() => { timedOut = true; void kill().catch(() => socket.destroy()); }, spec.timeoutMs)
-      : undefined;
-    const onAbort = () => { aborted = true; void kill().catch(() => socket.destroy()); };
-    handlers.signal?.addEventListener("abort", onAbort, { once: true });
-    if (handlers.signal?.aborted) onAbort(); // the caller went away while the exec was being set up
+    // A stopped or checkpointed container does not always end its execs' streams: watch it, and once it
+    // is not running, give the engine a moment to pass on the last output, then stop waiting. Short
+    // execs (most) end before the watch starts and cost no extra request.
+    let containerEnded = false;
+    const watch = new AbortController();
+    const watchContainer = () => {
+      void this.client
+        .request({ method: "POST", path: `/containers/${containerId}/wait`, query: { condition: "not-running" }, signal: watch.signal, ownConnection: true })
+        .then(async (reply) => {
+          await readText(reply.body);
+          if (watch.signal.aborted) return;
+          containerEnded = true;
+          setTimeout(() => socket.destroy(), 500).unref();
+        })
+        .catch(() => undefined);
+    };
+    const watchTimer = setTimeout(watchContainer, 1000);
+    const timer = spec.timeoutMs ? setTimeout(() => end("timeout"), spec.timeoutMs) : undefined;
+    const onAbort = () => end("abort");
+    if (handlers.signal?.aborted) onAbort();
+    else handlers.signal?.addEventListener("abort", onAbort, { once: true });
     try {
       await new Promise<void>((resolve, reject) => {
-        const sink = demultiplexer(handlers.onOutput);
-        socket.on("error", (error) => (timedOut || aborted ? resolve() : reject(error)));
+        const sink = demultiplexer((kind, data) => (kind === "stderr" ? pidLine.write(data) : handlers.onOutput(kind, data)));
+        socket.on("error", (error) => (reason || containerEnded ? resolve() : reject(error)));
         socket.on("close", () => resolve());
         sink.on("finish", () => resolve());
         socket.pipe(sink);
@@ -310,17 +432,50 @@ export class DockerEngine implements Engine {
       });
     } finally {
       clearTimeout(timer);
+      clearTimeout(watchTimer);
+      watch.abort();
       handlers.signal?.removeEventListener("abort", onAbort);
       socket.destroy();
+      pidLine.end();
     }
-    let exitCode = timedOut || aborted ? 137 : -1;
-    for (let attempt = 0; attempt < 50; attempt++) {
-      const info = await this.client.json<{ ExitCode: number | null; Running: boolean }>({ method: "GET", path: `/exec/${execId}/json` });
+    const ended = ending ? await ending : false;
+    // The engine may take a moment to record the exit code after the stream ends.
+    let exitCode: number | null = null;
+    let execGone = false;
+    for (let attempt = 0; attempt < 100; attempt++) {
+      let info: { ExitCode: number | null; Running: boolean };
+      try {
+        info = await this.client.json({ method: "GET", path: `/exec/${execId}/json` });
+      } catch (error) {
+        // the exec went with its container (removed after a checkpoint): its end is unknown
+        if (!notFound(error)) throw error;
+        execGone = true;
+        break;
+      }
       if (!info.Running && info.ExitCode !== null) { exitCode = info.ExitCode; break; }
-      if (timedOut || aborted) break;
+      if ((reason && !ended) || containerEnded) break;
       await new Promise((r) => setTimeout(r, 10));
     }
-    return { exitCode, timedOut };
+    if (reason) {
+      // An exit code other than SIGKILL's means the command ended by itself before the kill landed.
+      const killed = ended && (exitCode === null || exitCode === 137);
+      return { exitCode: killed ? 137 : (exitCode ?? -1), timedOut: reason === "timeout", killed };
+    }
+    // Cut with its container: a stop tears the container's processes down
+    // with SIGKILL; a checkpoint (gVisor) takes them away, and the engine then
+    // reports whatever the runtime's exec said, 0 included. Either way the
+    // command did not finish. The engine may record the container's end a
+    // moment after the exec's, so a SIGKILL nobody here sent waits for it a
+    // little (an OOM kill or the command's own kill -9 leaves it running).
+    // A stop kills (137); after a checkpoint the processes live on in it, their end unknown (-1).
+    const cut = { exitCode: live.cut === "stop" || exitCode === 137 ? 137 : -1, timedOut: false, killed: true };
+    if (live.cut || containerEnded || execGone) return cut;
+    const polls = exitCode === null || exitCode === 137 ? 40 : runc ? 0 : 1;
+    for (let attempt = 0; attempt < polls; attempt++) {
+      if (await this.containerLeft(containerId, execStarted)) return cut;
+      if (attempt + 1 < polls) await new Promise((r) => setTimeout(r, 25));
+    }
+    return { exitCode: exitCode ?? -1, timedOut: false, killed: false };
   }
 
   async statPath(containerId: string, path: string): Promise<PathStat | null> {

@@ -28,6 +28,12 @@ export interface ContainerSpec {
   memoryMb?: number;
   pids?: number;
   network: boolean;
+  /**
+   * Run the engine's init (tini) as the container's first process, with the
+   * command as its child: it reaps orphaned processes, so killed commands
+   * leave no zombies. Default true; a memory restore must match its source.
+   */
+  init?: boolean;
 }
 
 export type ContainerState = "created" | "running" | "paused" | "restarting" | "removing" | "exited" | "dead";
@@ -44,6 +50,7 @@ export interface ContainerInfo {
 }
 
 export interface ExecSpec {
+  /** The argv, run as is (no shell). */
   cmd: string[];
   env?: string[];
   cwd?: string;
@@ -52,8 +59,16 @@ export interface ExecSpec {
 }
 
 export interface ExecOutcome {
+  /** The command's exit code; 137 when it was killed; -1 when the engine could not tell. */
   exitCode: number;
+  /** The timeout fired before the command ended. */
   timedOut: boolean;
+  /**
+   * The exec ended before the command did by itself: the timeout or the
+   * caller's abort killed it, or its container stopped (exitCode 137) or was
+   * checkpointed and removed (exitCode -1) under it.
+   */
+  killed: boolean;
 }
 
 export interface ExecHandlers {
@@ -145,7 +160,16 @@ export interface Engine {
   runningExecs(id: string): Promise<number>;
   /** Containers carrying all these labels, running or not. */
   listContainers(labels: Record<string, string>): Promise<ContainerInfo[]>;
+  /**
+   * Runs a command in a running container, handing its output to onOutput as
+   * it arrives. When spec.timeoutMs passes or handlers.signal aborts, the
+   * command and every process it started are killed and nothing more of it
+   * runs (exitCode 137, killed true); where the engine cannot reach them it
+   * stops waiting and says so (killed false, exitCode as the engine knows it).
+   */
   exec(containerId: string, spec: ExecSpec, handlers: ExecHandlers): Promise<ExecOutcome>;
+  /** How many execs this engine object is running in the container now (those of this server only). */
+  activeExecs(containerId: string): number;
   /**
    * Stat of a path (its last component not followed); null when it does not
    * exist. Links above the last component are followed inside the container;

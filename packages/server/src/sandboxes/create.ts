@@ -138,6 +138,7 @@ export async function createSandbox(ctx: Context, request: CreateSandboxRequest)
       memoryMb: row.resources.memoryMb,
       pids: row.resources.pids,
       network: row.network,
+      init: true,
     });
     ctx.index.setSandboxContainer(row.id, containerId);
     await applyDirectoryRestores(ctx, containerId, directories);

@@ -1,4 +1,7 @@
-// Running a command in a running sandbox, buffered or streamed.
+// Running a command in a running sandbox, buffered or streamed. The engine
+// ends a command whose timeout passes, or whose client went away, with
+// everything it started; output is UTF-8 text (invalid bytes become U+FFFD)
+// or, on request, base64 of the exact bytes.
 import { StringDecoder } from "node:string_decoder";
 import { StrataError, type ExecEvent, type ExecRequest, type ExecResult } from "@strata/contract";
 import type { Context } from "../context.js";
@@ -30,13 +33,18 @@ function envList(env: Record<string, string> | undefined): string[] | undefined 
   return env ? Object.entries(env).map(([key, value]) => `${key}=${value}`) : undefined;
 }
 
-/** Runs the command to its end and returns its output, each stream cut at the configured limit. */
+/**
+ * Runs the command to its end and returns its output, each stream cut at the
+ * configured limit (maxExecOutputBytes, counted in bytes before encoding).
+ * Throws sandbox_not_running when the sandbox is not running.
+ */
 export async function execBuffered(ctx: Context, idOrName: string, request: ExecRequest, signal?: AbortSignal): Promise<ExecResult> {
   if (request.cwd !== undefined) parseSandboxPath(request.cwd, "body/cwd"); // a cwd that names no directory is a 400, never another one
   const containerId = execTarget(ctx, idOrName);
   const limit = ctx.config.maxExecOutputBytes;
   const output = { stdout: [] as Buffer[], stderr: [] as Buffer[] };
   const sizes = { stdout: 0, stderr: 0 };
+  let truncated = false;
   const started = performance.now();
   const outcome = await ctx.engine
     .exec(
@@ -46,6 +54,7 @@ export async function execBuffered(ctx: Context, idOrName: string, request: Exec
         signal,
         onOutput(kind, data) {
           const room = limit - sizes[kind];
+          if (data.length > room) truncated = true;
           if (room <= 0) return;
           const piece = data.length > room ? data.subarray(0, room) : data;
           output[kind].push(Buffer.from(piece));
@@ -56,11 +65,14 @@ export async function execBuffered(ctx: Context, idOrName: string, request: Exec
     .catch((error) => {
       throw execError(error, idOrName);
     });
+  const encoding = request.encoding ?? "utf8";
   return {
     exitCode: outcome.exitCode,
-    stdout: Buffer.concat(output.stdout).toString("utf8"),
-    stderr: Buffer.concat(output.stderr).toString("utf8"),
+    stdout: Buffer.concat(output.stdout).toString(encoding),
+    stderr: Buffer.concat(output.stderr).toString(encoding),
     timedOut: outcome.timedOut,
+    killed: outcome.killed,
+    truncated,
     durationMs: Math.round((performance.now() - started) * 1000) / 1000,
   };
 }
@@ -68,7 +80,9 @@ export async function execBuffered(ctx: Context, idOrName: string, request: Exec
 /**
  * Runs the command and hands each piece of output to `emit` as it arrives,
  * ending with an `exit` event. Checks the sandbox before the first event so a
- * wrong state is still an ordinary error reply.
+ * wrong state is still an ordinary error reply. In base64 encoding each
+ * event's data is the base64 of that piece's bytes, decodable on its own; in
+ * utf8 a character split between pieces is kept whole.
  */
 export async function execStreaming(
   ctx: Context,
@@ -79,23 +93,31 @@ export async function execStreaming(
   if (request.cwd !== undefined) parseSandboxPath(request.cwd, "body/cwd");
   const { containerId } = await runningSandbox(ctx, idOrName);
   return async (emit) => {
+    const base64 = request.encoding === "base64";
     const decoders = { stdout: new StringDecoder("utf8"), stderr: new StringDecoder("utf8") };
     const started = performance.now();
-    const outcome = await ctx.engine.exec(
-      containerId,
-      { cmd: request.cmd, env: envList(request.env), cwd: request.cwd, stdin: request.stdin, timeoutMs: request.timeoutMs },
-      {
-        signal,
-        onOutput(kind, data) {
-          const text = decoders[kind].write(data);
-          if (text) emit({ type: kind, data: text });
+    const outcome = await ctx.engine
+      .exec(
+        containerId,
+        { cmd: request.cmd, env: envList(request.env), cwd: request.cwd, stdin: request.stdin, timeoutMs: request.timeoutMs },
+        {
+          signal,
+          onOutput(kind, data) {
+            const text = base64 ? data.toString("base64") : decoders[kind].write(data);
+            if (text) emit({ type: kind, data: text });
+          },
         },
-      },
-    );
+      )
+      .catch((error) => {
+        throw execError(error, idOrName);
+      });
     for (const kind of ["stdout", "stderr"] as const) {
-      const rest = decoders[kind].end();
+      const rest = base64 ? "" : decoders[kind].end();
       if (rest) emit({ type: kind, data: rest });
     }
-    emit({ type: "exit", exitCode: outcome.exitCode, timedOut: outcome.timedOut, durationMs: Math.round(performance.now() - started) });
+    emit({
+      type: "exit", exitCode: outcome.exitCode, timedOut: outcome.timedOut, killed: outcome.killed,
+      durationMs: Math.round(performance.now() - started),
+    });
   };
 }
