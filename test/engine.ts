@@ -82,10 +82,17 @@ export async function engineHasImage(ref: string): Promise<boolean> {
   return status === 200;
 }
 
-/** Removes a container (forced); a missing one is fine. */
+/** Removes a container (forced); a missing one is fine, one another caller is removing is waited for. */
 export async function removeEngineContainer(id: string): Promise<void> {
   const { status, body } = await call("DELETE", `/containers/${id}?force=1&v=1`);
-  if (status !== 204 && status !== 404) throw new Error(`engine container remove ${id}: ${status} ${JSON.stringify(body)}`);
+  if (status === 204 || status === 404) return;
+  if (status === 409 && /already in progress/.test(JSON.stringify(body))) {
+    for (let i = 0; i < 600; i++) {
+      if ((await call("GET", `/containers/${id}/json`)).status === 404) return;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+  throw new Error(`engine container remove ${id}: ${status} ${JSON.stringify(body)}`);
 }
 
 /** Removes an image reference or id; false when the engine refuses (in use), a missing one counts as removed. */
