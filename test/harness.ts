@@ -62,7 +62,11 @@ async function allSteps(steps: (() => Promise<unknown>)[]): Promise<void> {
       first ??= error;
     }
   }
-  if (first !== undefined) throw first;
+  if (first !== undefined) {
+    // a hook's failure is reported without its cause: say it here
+    console.error(`test server teardown failed: ${(first as Error)?.stack ?? String(first)}`);
+    throw first;
+  }
 }
 
 export async function startTestServer(options: Partial<ServerConfig> = {}, home?: string): Promise<TestServer> {
