@@ -1,11 +1,15 @@
 // Runs the compiled test files with node's test runner, several files at a
 // time (each file starts its own servers with their own homes), and always
 // ends:
-// - every test is bounded (--test-timeout) and a file's process is told to exit
-//   when its tests are done (--test-force-exit), so a server a failed test left
-//   listening cannot keep it alive;
-// - every file is bounded as a whole: past its bound, the process group the
-//   runner made for it (and only that group) is killed;
+// - every test is bounded: test/harness.ts's `test` gives each a timeout
+//   (STRATA_TEST_TIMEOUT_MS), after which it fails and its teardown runs;
+// - every file is bounded as a whole: node's --test-timeout (which, under
+//   --test, bounds the file's process) ends it with a report, and past that
+//   bound and a grace period the process group the runner made for the file
+//   (and only that group) is killed;
+// - a file's process is told to exit when its tests are done
+//   (--test-force-exit), so a server a failed test left listening cannot keep
+//   it alive;
 // - the run ends non-zero with a summary when a test fails, a file fails or
 //   hangs, no test ran, or the engine holds something this run's servers made.
 //
@@ -90,7 +94,7 @@ function runFile(file) {
     const results = join(runDir, `${randomUUID()}.jsonl`);
     const child = spawn(process.execPath, [
       "--test",
-      `--test-timeout=${testTimeoutMs}`,
+      `--test-timeout=${fileTimeoutMs}`,
       "--test-force-exit",
       "--test-reporter=spec", "--test-reporter-destination=stdout",
       `--test-reporter=${reporter}`, "--test-reporter-destination=stderr",
@@ -98,7 +102,7 @@ function runFile(file) {
     ], {
       detached: true,
       stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, STRATA_TEST_RUN: runId, STRATA_TEST_RUN_DIR: runDir, STRATA_TEST_RESULTS: results },
+      env: { ...process.env, STRATA_TEST_TIMEOUT_MS: String(testTimeoutMs), STRATA_TEST_RUN: runId, STRATA_TEST_RUN_DIR: runDir, STRATA_TEST_RESULTS: results },
     });
     children.add(child);
     const output = [];
@@ -108,7 +112,7 @@ function runFile(file) {
     const timer = setTimeout(() => {
       timedOut = true;
       killGroup(child);
-    }, fileTimeoutMs);
+    }, fileTimeoutMs + 60_000);
     const fileStart = Date.now();
     // whatever the file left in its group (a server it spawned and never killed) goes with it
     child.on("exit", () => killGroup(child));
@@ -167,7 +171,7 @@ async function main() {
   const totals = results.reduce((t, r) => ({ tests: t.tests + r.tests, pass: t.pass + r.pass, fail: t.fail + r.fail, cancelled: t.cancelled + r.cancelled }), { tests: 0, pass: 0, fail: 0, cancelled: 0 });
   const problems = [];
   for (const r of results.sort((a, b) => a.file.localeCompare(b.file))) {
-    if (r.timedOut) problems.push(`${r.file}: still running after ${fileTimeoutMs} ms, killed${r.failures.length ? ` (failed: ${r.failures.join("; ")})` : ""}`);
+    if (r.timedOut) problems.push(`${r.file}: still running ${fileTimeoutMs + 60_000} ms after it started, killed${r.failures.length ? ` (failed: ${r.failures.join("; ")})` : ""}`);
     else if (r.code !== 0) problems.push(`${r.file}: exit ${r.code ?? r.signal}${r.failures.length ? `; failed: ${r.failures.join("; ")}` : ""}`);
     else if (r.tests === 0) problems.push(`${r.file}: ran no test`);
   }

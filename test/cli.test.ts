@@ -1,10 +1,10 @@
 // A user drives sandboxes from the `strata` command.
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { after, before, test } from "node:test";
+import { after, before } from "node:test";
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
-import { baseImage, eventually, startTestServer, type TestServer } from "./harness.js";
+import { baseImage, eventually, startTestServer, type TestServer, test } from "./harness.js";
 
 const bin = fileURLToPath(new URL("../../packages/cli/bin/strata.js", import.meta.url));
 let t: TestServer;

@@ -3,6 +3,7 @@
 // images and tags (by its label and its snapshot repository), and its home,
 // whether the test passed or not.
 import { mkdtempSync, rmSync } from "node:fs";
+import { test as nodeTest, type TestContext, type TestOptions } from "node:test";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startServer, type ServerConfig, type StrataServer } from "@strata/server";
@@ -31,6 +32,23 @@ export interface TestServer {
    * failure is thrown at the end.
    */
   close(): Promise<void>;
+}
+
+/** How long one test may run (STRATA_TEST_TIMEOUT_MS, default 5 minutes). */
+export const testTimeoutMs = Number(process.env.STRATA_TEST_TIMEOUT_MS ?? 300_000);
+
+type TestFn = (t: TestContext) => Promise<void> | void;
+
+/**
+ * node:test's `test` with a timeout by default ({@link testTimeoutMs}): a test
+ * that hangs fails on its own, and its `t.after` teardown still runs. Options
+ * given win.
+ */
+export function test(name: string, fn: TestFn): Promise<void>;
+export function test(name: string, options: TestOptions, fn: TestFn): Promise<void>;
+export function test(name: string, optionsOrFn: TestOptions | TestFn, maybeFn?: TestFn): Promise<void> {
+  const [options, fn] = typeof optionsOrFn === "function" ? [{}, optionsOrFn] : [optionsOrFn, maybeFn!];
+  return nodeTest(name, { timeout: testTimeoutMs, ...options }, fn);
 }
 
 /** Ids of every server this process started: what a final sweep removes. */

@@ -3,10 +3,10 @@ import { randomUUID } from "node:crypto";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, test } from "node:test";
+import { after, before } from "node:test";
 import assert from "node:assert/strict";
 import { packContext } from "@strata/sdk";
-import { baseImage, errorCode, eventually, startTestServer, type TestServer } from "../harness.js";
+import { baseImage, errorCode, eventually, startTestServer, type TestServer, test } from "../harness.js";
 
 let t: TestServer;
 const dirs: string[] = [];

@@ -1,10 +1,10 @@
 // Wrong requests get a clear error with the right status and leave nothing behind.
-import { after, before, test } from "node:test";
+import { after, before } from "node:test";
 import assert from "node:assert/strict";
 import { startServer } from "@strata/server";
 import { Strata } from "@strata/sdk";
 import { routes } from "@strata/contract";
-import { baseImage, errorCode, startTestServer, type TestServer } from "../harness.js";
+import { baseImage, errorCode, startTestServer, type TestServer, test } from "../harness.js";
 
 let t: TestServer;
 before(async () => {

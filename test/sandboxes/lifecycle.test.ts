@@ -1,7 +1,7 @@
 // A user creates a sandbox, works in it, stops, starts and deletes it.
-import { after, before, test } from "node:test";
+import { after, before } from "node:test";
 import assert from "node:assert/strict";
-import { baseImage, errorCode, eventually, startTestServer, type TestServer } from "../harness.js";
+import { baseImage, errorCode, eventually, startTestServer, type TestServer, test } from "../harness.js";
 
 let t: TestServer;
 before(async () => {

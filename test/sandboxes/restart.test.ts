@@ -3,10 +3,9 @@
 import { randomUUID } from "node:crypto";
 import { rmSync } from "node:fs";
 import { join } from "node:path";
-import { test } from "node:test";
 import assert from "node:assert/strict";
 import { engineContainers, engineHasImage } from "../engine.js";
-import { baseImage, closeAll, startTestServer, type TestServer } from "../harness.js";
+import { baseImage, closeAll, startTestServer, type TestServer, test } from "../harness.js";
 
 test("after a restart the server lists and drives the sandboxes it made", async (t) => {
   const servers: TestServer[] = [];

@@ -1,7 +1,6 @@
 // A sandbox with a timeout is stopped and removed when it passes, even across a restart.
-import { test } from "node:test";
 import assert from "node:assert/strict";
-import { baseImage, closeAll, errorCode, eventually, startTestServer, type TestServer } from "../harness.js";
+import { baseImage, closeAll, errorCode, eventually, startTestServer, type TestServer, test } from "../harness.js";
 
 test("a sandbox past its timeout is stopped and removed", async () => {
   const t = await startTestServer({ expirySweepMs: 200 });

@@ -3,11 +3,11 @@
 import { execFileSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { after, before, test } from "node:test";
+import { after, before } from "node:test";
 import assert from "node:assert/strict";
 import tar from "tar-stream";
 import { Strata } from "@strata/sdk";
-import { baseImage, closeAll, errorCode, startTestServer, type TestServer } from "../harness.js";
+import { baseImage, closeAll, errorCode, startTestServer, type TestServer, test } from "../harness.js";
 
 let a: TestServer;
 let b: TestServer;

@@ -1,11 +1,11 @@
 // A user snapshots sandboxes and starts new ones from the snapshots.
 import { rmSync } from "node:fs";
 import { join } from "node:path";
-import { after, before, test } from "node:test";
+import { after, before } from "node:test";
 import assert from "node:assert/strict";
 import { engineImages as allEngineImages } from "../engine.js";
 import type { Snapshot } from "@strata/sdk";
-import { baseImage, errorCode, startTestServer, type TestServer } from "../harness.js";
+import { baseImage, errorCode, startTestServer, type TestServer, test } from "../harness.js";
 
 let t: TestServer;
 before(async () => {

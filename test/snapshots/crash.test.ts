@@ -8,11 +8,10 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Strata } from "@strata/sdk";
 import { engineContainers, engineImages, recordServer, removeLeftovers } from "../engine.js";
-import { baseImage, bounded, eventually, startTestServer } from "../harness.js";
+import { baseImage, bounded, eventually, startTestServer, test } from "../harness.js";
 
 const bin = fileURLToPath(new URL("../../../packages/cli/bin/strata.js", import.meta.url));
 

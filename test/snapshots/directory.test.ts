@@ -1,9 +1,9 @@
 // A user captures directories of sandboxes and restores them into new ones.
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { after, before, test } from "node:test";
+import { after, before } from "node:test";
 import assert from "node:assert/strict";
-import { baseImage, errorCode, startTestServer, type TestServer } from "../harness.js";
+import { baseImage, errorCode, startTestServer, type TestServer, test } from "../harness.js";
 
 let t: TestServer;
 before(async () => {

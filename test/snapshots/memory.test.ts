@@ -1,9 +1,9 @@
 // A notebook service checkpoints running gVisor sandboxes and resumes or forks
 // them with their processes where they were.
-import { after, before, test } from "node:test";
+import { after, before } from "node:test";
 import assert from "node:assert/strict";
 import type { Sandbox } from "@strata/sdk";
-import { baseImage, closeAll, errorCode, eventually, startTestServer, type TestServer } from "../harness.js";
+import { baseImage, closeAll, errorCode, eventually, startTestServer, type TestServer, test } from "../harness.js";
 
 let t: TestServer;
 let other: TestServer;

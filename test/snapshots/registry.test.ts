@@ -1,10 +1,10 @@
 // Snapshots cross servers through a real registry on loopback: server A pushes,
 // server B (its own home) restores from imageUri.
-import { after, before, test } from "node:test";
+import { after, before } from "node:test";
 import assert from "node:assert/strict";
 import { parseRegistry } from "@strata/server";
 import { engineHasImage } from "../engine.js";
-import { baseImage, closeAll, errorCode, eventually, startTestServer, type TestServer } from "../harness.js";
+import { baseImage, closeAll, errorCode, eventually, startTestServer, type TestServer, test } from "../harness.js";
 import { startRegistry, type TestRegistry } from "../registry.js";
 
 let registry: TestRegistry;
