@@ -132,7 +132,13 @@ export async function leftovers(serverIds: ReadonlySet<string>): Promise<Leftove
  * returns what is left.
  */
 export async function removeLeftovers(serverIds: ReadonlySet<string>, force = false): Promise<Leftovers> {
-  const found = await leftovers(serverIds);
+  let found = await leftovers(serverIds);
+  // A paused container is one the engine is committing (a server killed mid-snapshot leaves the engine
+  // at it): its image appears when the commit ends, so wait for that (bounded) before removing.
+  for (let i = 0; i < 600 && found.containers.some((c) => c.state === "paused"); i++) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    found = await leftovers(serverIds);
+  }
   await Promise.all(found.containers.map((c) => removeEngineContainer(c.id).catch(() => undefined)));
   // Newest layers first does not matter to the engine for unrelated images; a
   // child image is refused while it exists, so repeat while something goes.
