@@ -25,17 +25,22 @@ async function raw(method: string, path: string, body?: string, contentType = "a
 }
 
 test("an unknown sandbox is a 404 sandbox_not_found everywhere", async () => {
-  for (const [method, path, body] of [
-    ["GET", "/v1/sandboxes/nope"],
-    ["DELETE", "/v1/sandboxes/nope"],
-    ["POST", "/v1/sandboxes/nope/stop"],
-    ["POST", "/v1/sandboxes/nope/start"],
-    ["POST", "/v1/sandboxes/nope/exec", JSON.stringify({ cmd: ["true"] })],
-    ["GET", "/v1/sandboxes/nope/files?path=/etc"],
-  ] as const) {
-    const reply = await raw(method, path, body);
-    assert.equal(reply.status, 404, `${method} ${path}`);
-    assert.equal(reply.body.error?.code, "sandbox_not_found");
+  // every route of the contract's table that names a sandbox, each with a request it would otherwise take
+  const valid: Record<string, { body?: string; contentType?: string; query?: string }> = {
+    exec: { body: JSON.stringify({ cmd: ["true"] }) },
+    execStream: { body: JSON.stringify({ cmd: ["true"] }) },
+    readFile: { query: "?path=/etc" },
+    writeFile: { query: "?path=/tmp/x", body: "x", contentType: "application/octet-stream" },
+    createSnapshot: { body: "{}" },
+    forkSandbox: { body: JSON.stringify({ count: 1 }) },
+  };
+  const named = Object.values(routes).filter((spec) => spec.url.startsWith("/v1/sandboxes/:id"));
+  assert.ok(named.length >= 10, `${named.length} sandbox routes`);
+  for (const spec of named) {
+    const request = valid[spec.operationId] ?? (spec.method === "POST" ? { body: "{}" } : {});
+    const reply = await raw(spec.method, `${spec.url.replace(":id", "nope")}${request.query ?? ""}`, request.body, request.contentType);
+    assert.equal(reply.status, 404, `${spec.method} ${spec.url}: ${JSON.stringify(reply.body)}`);
+    assert.equal(reply.body.error?.code, "sandbox_not_found", `${spec.method} ${spec.url}`);
   }
 });
 
