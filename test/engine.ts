@@ -126,10 +126,19 @@ export async function leftovers(serverIds: ReadonlySet<string>): Promise<Leftove
   };
 }
 
+/** Whether an image carries a snapshot tag of a server not among these (an import or a pull by another server). */
+function taggedByOthers(serverIds: ReadonlySet<string>, image: EngineImage): boolean {
+  return image.tags.some((tag) => {
+    const match = /^strata\/snapshots-([0-9a-f-]{36}):/.exec(tag);
+    return !!match && !serverIds.has(match[1]!);
+  });
+}
+
 /**
  * Removes what these servers made: containers first, then images (each tag,
- * then the id). Without force an image something else still uses stays;
- * returns what is left.
+ * then the id). Without force an image something else still uses stays, and
+ * so does one another server has tagged as its own snapshot (that server's
+ * teardown, or the last one's sweep, takes it); returns what is left.
  */
 export async function removeLeftovers(serverIds: ReadonlySet<string>, force = false): Promise<Leftovers> {
   let found = await leftovers(serverIds);
@@ -142,13 +151,14 @@ export async function removeLeftovers(serverIds: ReadonlySet<string>, force = fa
   await Promise.all(found.containers.map((c) => removeEngineContainer(c.id).catch(() => undefined)));
   // Newest layers first does not matter to the engine for unrelated images; a
   // child image is refused while it exists, so repeat while something goes.
-  let images = (await leftovers(serverIds)).images;
+  const removable = (all: EngineImage[]) => (force ? all : all.filter((image) => !taggedByOthers(serverIds, image)));
+  let images = removable((await leftovers(serverIds)).images);
   for (let round = 0; round < 5 && images.length; round++) {
     for (const image of images) {
       for (const ref of [...image.tags, ...image.digests]) await removeEngineImage(ref, false).catch(() => false);
       await removeEngineImage(image.id, force).catch(() => false);
     }
-    const left = (await leftovers(serverIds)).images;
+    const left = removable((await leftovers(serverIds)).images);
     if (left.length === images.length) break;
     images = left;
   }
