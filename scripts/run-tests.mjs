@@ -105,6 +105,7 @@ function runFile(file) {
       env: { ...process.env, STRATA_TEST_TIMEOUT_MS: String(testTimeoutMs), STRATA_TEST_RUN: runId, STRATA_TEST_RUN_DIR: runDir, STRATA_TEST_RESULTS: results },
     });
     children.add(child);
+    process.stdout.write(`--- started ${relative(process.cwd(), file)}\n`);
     const output = [];
     child.stdout.on("data", (chunk) => output.push(chunk));
     child.stderr.on("data", (chunk) => output.push(chunk));
