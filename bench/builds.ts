@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Strata } from "@strata/sdk";
-import { rawRemoveImage } from "./raw-engine.js";
+import { benchLabel, rawRemoveImage } from "./raw-engine.js";
 import { compare, type Row } from "./stats.js";
 
 const socket = (process.env.DOCKER_HOST ?? "unix:///var/run/docker.sock").replace(/^unix:\/\//, "");
@@ -25,7 +25,7 @@ export async function benchBuilds(strata: Strata, image: string, runs = 5): Prom
     async () => {
       stamp();
       execFileSync("tar", ["-C", dir, "-cf", tarball, "."]);
-      const out = execFileSync("sh", ["-c", `curl -sf -X POST -T '${tarball}' -H 'Content-Type: application/x-tar' --unix-socket ${socket} 'http://engine/build?rm=1&forcerm=1'`], { encoding: "utf8", maxBuffer: 64 * 1024 * 1024 });
+      const out = execFileSync("sh", ["-c", `curl -sf -X POST -T '${tarball}' -H 'Content-Type: application/x-tar' --unix-socket ${socket} 'http://engine/build?rm=1&forcerm=1&labels=${encodeURIComponent(JSON.stringify(benchLabel))}'`], { encoding: "utf8", maxBuffer: 64 * 1024 * 1024 });
       const id = /"ID":"(sha256:[0-9a-f]+)"/.exec(out)?.[1];
       if (!id) throw new Error(`raw build failed: ${out.slice(-500)}`);
       return () => rawRemoveImage(id);

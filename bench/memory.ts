@@ -2,14 +2,14 @@
 // time for a sandbox holding about 100 MB and 1 GB of process memory, against a
 // cold start of the same image under runsc.
 import type { Strata } from "@strata/sdk";
-import { rawRemove } from "./raw-engine.js";
+import { benchLabel, rawRemove } from "./raw-engine.js";
 import { compare, type Row } from "./stats.js";
 import { execFileSync } from "node:child_process";
 
 const socket = (process.env.DOCKER_HOST ?? "unix:///var/run/docker.sock").replace(/^unix:\/\//, "");
 
 function coldStart(image: string): string {
-  const body = JSON.stringify({ Image: image, Cmd: ["sh", "-c", "exec cat"], OpenStdin: true, HostConfig: { Runtime: "runsc" } });
+  const body = JSON.stringify({ Image: image, Cmd: ["sh", "-c", "exec cat"], OpenStdin: true, Labels: benchLabel, HostConfig: { Runtime: "runsc" } });
   const out = execFileSync("sh", ["-c", `curl -sf -X POST -H 'Content-Type: application/json' -d '${body}' --unix-socket ${socket} 'http://engine/containers/create'`], { encoding: "utf8" });
   const id = (JSON.parse(out) as { Id: string }).Id;
   execFileSync("sh", ["-c", `curl -sf -X POST --unix-socket ${socket} 'http://engine/containers/${id}/start'`]);

@@ -1,11 +1,19 @@
 // The baseline: the same work sent straight to the Docker Engine API over its
 // socket with node's http module, sharing no code with Strata.
+import { randomUUID } from "node:crypto";
 import http from "node:http";
 
 const agent = new http.Agent({ keepAlive: true });
 const socketPath = (process.env.DOCKER_HOST ?? "unix:///var/run/docker.sock").replace(/^unix:\/\//, "");
 
-function call(method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> {
+/**
+ * The label every container and image the bench makes straight on the engine
+ * carries, naming this bench run, so its cleanup finds them even after a
+ * scenario failed midway.
+ */
+export const benchLabel = { "dev.strata.bench": (process.env.BENCH_RUN ??= randomUUID()) };
+
+export function call(method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> {
   return new Promise((resolve, reject) => {
     const request = http.request(
       { socketPath, agent, method, path, headers: body ? { "content-type": "application/json" } : {} },
@@ -50,7 +58,7 @@ export async function rawExec(containerId: string, cmd: string[]): Promise<numbe
 }
 
 export async function rawCreateStart(image: string): Promise<string> {
-  const { json } = await call("POST", "/containers/create", { Image: image, OpenStdin: true, HostConfig: { NetworkMode: "bridge" } });
+  const { json } = await call("POST", "/containers/create", { Image: image, OpenStdin: true, Labels: benchLabel, HostConfig: { NetworkMode: "bridge" } });
   await call("POST", `/containers/${json.Id}/start`);
   return json.Id as string;
 }
@@ -61,7 +69,7 @@ export async function rawRemove(containerId: string): Promise<void> {
 
 /** `docker commit` of a container, pausing it; returns the image id. */
 export async function rawCommit(containerId: string): Promise<string> {
-  const { json } = await call("POST", `/commit?container=${containerId}&pause=true`);
+  const { json } = await call("POST", `/commit?container=${containerId}&pause=true`, { Labels: benchLabel });
   return json.Id as string;
 }
 
@@ -80,4 +88,29 @@ export async function listContainersBySandbox(sandboxId: string): Promise<string
 export async function mergedDir(containerId: string): Promise<string> {
   const { json } = await call("GET", `/containers/${containerId}/json`);
   return json.GraphDriver.Data.MergedDir as string;
+}
+
+/**
+ * Removes everything this bench run left on the engine: containers and images
+ * of its servers (their label, their snapshot repository) and of its raw
+ * scenarios (the bench label); images by tag and then by id, forced. Never
+ * touches anything else. Returns how many it removed.
+ */
+export async function removeBenchLeftovers(serverIds: string[]): Promise<number> {
+  const ours = (labels: Record<string, string> | null | undefined, refs: string[] = []) =>
+    (!!labels && (serverIds.includes(labels["dev.strata.server"] ?? "") || labels["dev.strata.bench"] === benchLabel["dev.strata.bench"]))
+    || refs.some((ref) => serverIds.some((id) => ref.startsWith(`strata/snapshots-${id}:`)));
+  let removed = 0;
+  const containers = (await call("GET", "/containers/json?all=true")).json as { Id: string; Labels?: Record<string, string> | null }[];
+  for (const container of containers.filter((c) => ours(c.Labels))) {
+    await call("DELETE", `/containers/${container.Id}?force=true&v=true`).then(() => removed++, () => undefined);
+  }
+  const images = (await call("GET", "/images/json?all=true")).json as { Id: string; Labels?: Record<string, string> | null; RepoTags?: string[] | null; RepoDigests?: string[] | null }[];
+  for (const image of images.filter((i) => ours(i.Labels, i.RepoTags ?? []))) {
+    for (const ref of [...(image.RepoTags ?? []), ...(image.RepoDigests ?? [])].filter((r) => !r.startsWith("<none>"))) {
+      await call("DELETE", `/images/${encodeURIComponent(ref)}`).catch(() => undefined);
+    }
+    await call("DELETE", `/images/${image.Id}?force=true`).then(() => removed++, () => undefined);
+  }
+  return removed;
 }

@@ -25,7 +25,25 @@ const auth = `-H 'X-Registry-Auth: ${Buffer.from(JSON.stringify({})).toString("b
 
 export async function benchRegistry(makeServer: (registry: string) => Promise<{ strata: Strata; close(): Promise<void> }>, image: string, runs = 3): Promise<Row[]> {
   const registry = await startRegistry();
+  try {
+    return await pushAndPull(registry, makeServer, image, runs);
+  } finally {
+    await registry.close();
+  }
+}
+
+async function pushAndPull(
+  registry: TestRegistry, makeServer: (registry: string) => Promise<{ strata: Strata; close(): Promise<void> }>, image: string, runs: number,
+): Promise<Row[]> {
   const server = await makeServer(registry.host);
+  try {
+    return await scenarios(registry, server, image, runs);
+  } finally {
+    await server.close();
+  }
+}
+
+async function scenarios(registry: TestRegistry, server: { strata: Strata }, image: string, runs: number): Promise<Row[]> {
   const source = await server.strata.sandboxes.create({ image });
   await source.exec(["sh", "-c", "mkdir -p /data && for i in $(seq 10); do head -c 10m /dev/urandom > /data/f$i; done"]);
   const snapshot = await (await source.snapshot()).waitUntilReady();
@@ -76,8 +94,6 @@ export async function benchRegistry(makeServer: (registry: string) => Promise<{ 
     },
     0,
   );
-  await server.close();
-  await registry.close();
   return [
     { scenario: "push, ~100 MB snapshot", ...push, ratio: push.strataMs / push.engineMs, target: 1.1, runs },
     { scenario: "pull + start from imageUri, ~100 MB snapshot", ...pull, ratio: pull.strataMs / pull.engineMs, target: 1.1, runs },

@@ -25,8 +25,6 @@ install_packages() {
   command -v docker-registry >/dev/null 2>&1 || missing="$missing docker-registry"
   command -v zstd >/dev/null 2>&1 || missing="$missing zstd"
   [ -x /bin/busybox ] || missing="$missing busybox-static"
-  # the tests make the registry's htpasswd (bcrypt) with python3's crypt module
-  command -v python3 >/dev/null 2>&1 || missing="$missing python3"
   if [ -n "$missing" ]; then
     log "installing:$missing"
     as_root apt-get update -qq
@@ -110,6 +108,35 @@ build_base_image() {
   trap - EXIT
 }
 
+# The engine must offer what Strata and its tests use: the gVisor runtime
+# (`runsc`, for isolation "gvisor") and experimental mode (checkpoints, for
+# memory snapshots). An engine configured elsewhere may lack them: say
+# exactly what is missing and how to add it, rather than fail later with the
+# engine's own errors.
+check_engine() {
+  problems=""
+  runtimes=$("$DOCKER" info --format '{{json .Runtimes}}' 2>/dev/null || true)
+  case "$runtimes" in
+    *'"runsc"'*) ;;
+    *) problems="$problems
+  - the engine has no 'runsc' runtime (gVisor sandboxes and memory snapshots need it): add
+      \"runtimes\": {\"runsc\": {\"path\": \"$(command -v runsc || echo /usr/bin/runsc)\", \"runtimeArgs\": [\"--network=none\"]}}
+    to /etc/docker/daemon.json and restart dockerd" ;;
+  esac
+  experimental=$("$DOCKER" version --format '{{.Server.Experimental}}' 2>/dev/null || true)
+  if [ "$experimental" != true ]; then
+    problems="$problems
+  - the engine runs without experimental mode (checkpoints, for memory snapshots, need it): add
+      \"experimental\": true
+    to /etc/docker/daemon.json and restart dockerd"
+  fi
+  if [ -n "$problems" ]; then
+    log "the engine at ${DOCKER_HOST:-unix:///var/run/docker.sock} is missing what Strata needs:$problems"
+    exit 1
+  fi
+}
+
 install_packages
 start_engine
+check_engine
 build_base_image

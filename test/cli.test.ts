@@ -1,19 +1,30 @@
 // A user drives sandboxes from the `strata` command.
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { after, before, test } from "node:test";
+import { after, before } from "node:test";
 import assert from "node:assert/strict";
-import { baseImage, startTestServer, type TestServer } from "./harness.js";
+import { randomUUID } from "node:crypto";
+import { baseImage, eventually, startTestServer, type TestServer, test } from "./harness.js";
 
 const bin = fileURLToPath(new URL("../../packages/cli/bin/strata.js", import.meta.url));
 let t: TestServer;
 
-function strata(...args: string[]): Promise<{ code: number; stdout: string; stderr: string; stdoutBytes: Buffer }> {
+type Run = { code: number; stdout: string; stderr: string; stdoutBytes: Buffer };
+
+function strata(...args: string[]): Promise<Run> {
+  return strataWatched(args, () => {});
+}
+
+/** Runs the command; onStdout sees its output as it comes, with whether the command is still running. */
+function strataWatched(args: string[], onStdout: (soFar: string, running: boolean) => void): Promise<Run> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [bin, ...args], { env: { ...process.env, STRATA_URL: t.server.url } });
     const stdout: Buffer[] = [];
     let stderr = "";
-    child.stdout.on("data", (data: Buffer) => stdout.push(data));
+    child.stdout.on("data", (data: Buffer) => {
+      stdout.push(data);
+      onStdout(Buffer.concat(stdout).toString("utf8"), child.exitCode === null);
+    });
     child.stderr.on("data", (data) => (stderr += data));
     child.on("error", reject);
     child.on("close", (code) => {
@@ -134,9 +145,28 @@ test("build a snapshot from a directory with the log printed live", async () => 
   const { tmpdir } = await import("node:os");
   const { join } = await import("node:path");
   const dir = mkdtempSync(join(tmpdir(), "strata-cli-build-"));
-  writeFileSync(join(dir, "Dockerfile"), `FROM ${baseImage}\nARG WHO\nRUN echo "built by $WHO" > /who\n`);
-  const built = await strata("build", dir, "--name", "cli-built", "--build-arg", "WHO=cli", "--json");
+  const marker = randomUUID();
+  // the build waits until the test has seen its line printed, so the line came while it ran
+  writeFileSync(join(dir, "Dockerfile"), `FROM ${baseImage}\nLABEL strata.test.live=${marker}\nARG WHO\nRUN echo "built by $WHO" > /who\nRUN echo waiting-for-the-test && while [ ! -e /tmp/go ]; do sleep 0.1; done\n`);
+  let seenWhileRunning = false;
+  let released: Promise<void> | undefined;
+  const built = await strataWatched(["build", dir, "--name", "cli-built", "--build-arg", "WHO=cli", "--json"], (soFar, running) => {
+    if (!released && soFar.includes("waiting-for-the-test")) {
+      seenWhileRunning = running;
+      released = (async () => {
+        const engine = t.server.context.engine;
+        let containerId: string | undefined;
+        await eventually(async () => {
+          containerId = (await engine.listContainers({ "strata.test.live": marker })).find((c) => c.state === "running")?.id;
+          return !!containerId;
+        }, 60_000, "the build's container");
+        await engine.exec(containerId!, { cmd: ["touch", "/tmp/go"] }, { onOutput: () => {} });
+      })();
+    }
+  });
+  await released;
   assert.equal(built.code, 0, built.stderr);
+  assert.ok(seenWhileRunning, "the log line was printed while the build ran");
   assert.match(built.stdout, /Step 1\/\d+ : FROM/);
   const id = (await strata("sandbox", "create", "--snapshot", "cli-built")).stdout.trim();
   assert.equal((await strata("sandbox", "exec", id, "--", "cat", "/who")).stdout, "built by cli\n");

@@ -3,10 +3,10 @@ import { randomUUID } from "node:crypto";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, test } from "node:test";
+import { after, before } from "node:test";
 import assert from "node:assert/strict";
 import { packContext } from "@strata/sdk";
-import { baseImage, errorCode, eventually, startTestServer, type TestServer } from "../harness.js";
+import { baseImage, errorCode, eventually, startTestServer, type TestServer, test } from "../harness.js";
 
 let t: TestServer;
 const dirs: string[] = [];
@@ -33,9 +33,34 @@ async function post(form: FormData): Promise<{ status: number; body: { error?: {
   return { status: response.status, body: (await response.json()) as never };
 }
 
+/**
+ * Lets a build waiting on `/tmp/go` carry on: the build's own container (found
+ * on the engine by the Dockerfile's marker label) gets the file.
+ */
+async function releaseBuild(marker: string): Promise<void> {
+  const engine = t.server.context.engine;
+  let containerId: string | undefined;
+  await eventually(async () => {
+    containerId = (await engine.listContainers({ "strata.test.live": marker })).find((c) => c.state === "running")?.id;
+    return !!containerId;
+  }, 60_000, "the build's container");
+  await engine.exec(containerId!, { cmd: ["touch", "/tmp/go"] }, { onOutput: () => {} });
+}
+
 test("build and run: .dockerignore, build args, the log live, a named snapshot", async () => {
+  const marker = randomUUID();
   const dir = context({
-    Dockerfile: `FROM ${baseImage}\nARG GREETING=hello\nCOPY app /app\nRUN echo "$GREETING" > /greeting\nCMD ["sh"]\n`,
+    Dockerfile: [
+      `FROM ${baseImage}`,
+      `LABEL strata.test.live=${marker}`,
+      "ARG GREETING=hello",
+      "COPY app /app",
+      'RUN echo "$GREETING" > /greeting',
+      // the build waits here until the test, having seen this line, lets it go
+      "RUN echo waiting-for-the-test && while [ ! -e /tmp/go ]; do sleep 0.1; done && echo released",
+      'CMD ["sh"]',
+      "",
+    ].join("\n"),
     ".dockerignore": "app/secret.txt\n**/*.tmp\napp/logs\n",
     "app/keep.txt": "kept",
     "app/secret.txt": "never sent",
@@ -43,7 +68,23 @@ test("build and run: .dockerignore, build args, the log live, a named snapshot",
     "app/logs/a.log": "log",
   });
   const lines: string[] = [];
-  const snapshot = await t.strata.snapshots.build({ context: dir, buildArgs: { GREETING: "bonjour" }, name: "built-app", labels: { ci: "yes" }, onLog: (line) => lines.push(line) });
+  let finished = false;
+  let seenWhileBuilding = false;
+  let released: Promise<void> | undefined;
+  const building = t.strata.snapshots.build({
+    context: dir, buildArgs: { GREETING: "bonjour" }, name: "built-app", labels: { ci: "yes" },
+    onLog: (line) => {
+      lines.push(line);
+      if (line.includes("waiting-for-the-test") && !released) {
+        seenWhileBuilding = !finished;
+        released = releaseBuild(marker);
+      }
+    },
+  }).finally(() => (finished = true));
+  const snapshot = await building;
+  await released;
+  assert.ok(seenWhileBuilding, "the log line arrived while the build was still running");
+  assert.ok(lines.findIndex((line) => line.trim() === "released") > lines.findIndex((line) => line.includes("waiting-for-the-test")), lines.join("\n"));
   assert.equal(snapshot.info.status, "ready");
   assert.equal(snapshot.info.kind, "container");
   assert.equal(snapshot.info.name, "built-app");
@@ -66,7 +107,15 @@ test("build and run: .dockerignore, build args, the log live, a named snapshot",
   const clash = await post(form);
   assert.equal(clash.status, 409);
   assert.equal(clash.body.error?.code, "snapshot_name_taken");
-  const replaced = await t.strata.snapshots.build({ context: dir, name: "built-app", replace: true });
+  // (its steps come from the cache; were the waiting step run again, it is let go the same way)
+  let again: Promise<void> | undefined;
+  const replaced = await t.strata.snapshots.build({
+    context: dir, name: "built-app", replace: true,
+    onLog: (line) => {
+      if (line.includes("waiting-for-the-test")) again ??= releaseBuild(marker);
+    },
+  });
+  await again;
   assert.equal((await t.strata.snapshots.get("built-app")).id, replaced.id);
   assert.equal((await snapshot.refresh()).name, undefined);
   await replaced.delete();

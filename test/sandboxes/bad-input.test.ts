@@ -1,9 +1,10 @@
 // Wrong requests get a clear error with the right status and leave nothing behind.
-import { after, before, test } from "node:test";
+import { after, before } from "node:test";
 import assert from "node:assert/strict";
 import { startServer } from "@strata/server";
 import { Strata } from "@strata/sdk";
-import { baseImage, errorCode, startTestServer, type TestServer } from "../harness.js";
+import { routes } from "@strata/contract";
+import { baseImage, errorCode, startTestServer, type TestServer, test } from "../harness.js";
 
 let t: TestServer;
 before(async () => {
@@ -24,30 +25,37 @@ async function raw(method: string, path: string, body?: string, contentType = "a
 }
 
 test("an unknown sandbox is a 404 sandbox_not_found everywhere", async () => {
-  for (const [method, path, body] of [
-    ["GET", "/v1/sandboxes/nope"],
-    ["DELETE", "/v1/sandboxes/nope"],
-    ["POST", "/v1/sandboxes/nope/stop"],
-    ["POST", "/v1/sandboxes/nope/start"],
-    ["POST", "/v1/sandboxes/nope/exec", JSON.stringify({ cmd: ["true"] })],
-    ["GET", "/v1/sandboxes/nope/files?path=/etc"],
-  ] as const) {
-    const reply = await raw(method, path, body);
-    assert.equal(reply.status, 404, `${method} ${path}`);
-    assert.equal(reply.body.error?.code, "sandbox_not_found");
+  // every route of the contract's table that names a sandbox, each with a request it would otherwise take
+  const valid: Record<string, { body?: string; contentType?: string; query?: string }> = {
+    exec: { body: JSON.stringify({ cmd: ["true"] }) },
+    execStream: { body: JSON.stringify({ cmd: ["true"] }) },
+    readFile: { query: "?path=/etc" },
+    writeFile: { query: "?path=/tmp/x", body: "x", contentType: "application/octet-stream" },
+    createSnapshot: { body: "{}" },
+    forkSandbox: { body: JSON.stringify({ count: 1 }) },
+  };
+  const named = Object.values(routes).filter((spec) => spec.url.startsWith("/v1/sandboxes/:id"));
+  assert.ok(named.length >= 10, `${named.length} sandbox routes`);
+  for (const spec of named) {
+    const request = valid[spec.operationId] ?? (spec.method === "POST" ? { body: "{}" } : {});
+    const reply = await raw(spec.method, `${spec.url.replace(":id", "nope")}${request.query ?? ""}`, request.body, request.contentType);
+    assert.equal(reply.status, 404, `${spec.method} ${spec.url}: ${JSON.stringify(reply.body)}`);
+    assert.equal(reply.body.error?.code, "sandbox_not_found", `${spec.method} ${spec.url}`);
   }
 });
 
 test("an unknown image is a 404 image_not_found naming the reference, with nothing created", async () => {
+  const [sandboxes, containers] = [(await t.strata.sandboxes.list()).length, await t.containers()];
   const reply = await raw("POST", "/v1/sandboxes", JSON.stringify({ image: "strata-test/never-built:1.0" }));
   assert.equal(reply.status, 404);
   assert.equal(reply.body.error?.code, "image_not_found");
   assert.match(reply.body.error!.message, /strata-test\/never-built:1\.0/);
-  assert.equal((await t.strata.sandboxes.list()).length, 0);
-  assert.equal(await t.containers(), 0);
+  assert.equal((await t.strata.sandboxes.list()).length, sandboxes);
+  assert.equal(await t.containers(), containers);
 });
 
 test("invalid JSON and invalid fields are 400 naming the field", async () => {
+  const containers = await t.containers();
   const broken = await raw("POST", "/v1/sandboxes", '{"image": ');
   assert.equal(broken.status, 400);
   assert.equal(broken.body.error?.code, "bad_request");
@@ -78,7 +86,7 @@ test("invalid JSON and invalid fields are 400 naming the field", async () => {
   assert.equal(missing.status, 404);
   assert.equal(missing.body.error?.code, "path_not_found");
   await sandbox.delete();
-  assert.equal(await t.containers(), 0);
+  assert.equal(await t.containers(), containers);
 });
 
 test("unknown routes are 404 route_not_found", async () => {
@@ -88,17 +96,19 @@ test("unknown routes are 404 route_not_found", async () => {
 });
 
 test("a name already in use is a 409 and does not create a second sandbox", async () => {
+  const containers = await t.containers();
   const first = await t.strata.sandboxes.create({ image: baseImage, name: "twin" });
   assert.equal(await errorCode(t.strata.sandboxes.create({ image: baseImage, name: "twin" })), "sandbox_name_taken");
-  assert.equal(await t.containers(), 1);
+  assert.equal(await t.containers(), containers + 1);
   await first.delete();
 });
 
 test("a create that fails in the engine removes what it made", async () => {
+  const [sandboxes, containers] = [(await t.strata.sandboxes.list()).length, await t.containers()];
   const code = await errorCode(t.strata.sandboxes.create({ image: baseImage, cmd: ["/no/such/binary"] }));
   assert.equal(code, "bad_request");
-  assert.equal((await t.strata.sandboxes.list()).length, 0);
-  assert.equal(await t.containers(), 0);
+  assert.equal((await t.strata.sandboxes.list()).length, sandboxes);
+  assert.equal(await t.containers(), containers);
 });
 
 test("uploads over the limit are 413, by declared length or by counting", async () => {
@@ -125,6 +135,21 @@ test("with an API key every request needs it; a public host needs a key", async 
     assert.equal(await errorCode(anonymous.sandboxes.list()), "unauthorized");
     const wrong = new Strata({ baseUrl: secured.server.url, apiKey: "guess" });
     assert.equal(await errorCode(wrong.sandboxes.list()), "unauthorized");
+    // every route of the contract's table, without a key and with a wrong one
+    for (const spec of Object.values(routes)) {
+      const path = spec.url.replace(/:[A-Za-z]+/g, "x");
+      for (const headers of [{}, { authorization: "Bearer guess" }, { authorization: "s3cret" }] as Record<string, string>[]) {
+        const reply = await fetch(`${secured.server.url}${path}`, {
+          method: spec.method,
+          headers: { ...headers, ...(spec.method === "POST" || spec.method === "PUT" ? { "content-type": "application/json" } : {}) },
+          ...(spec.method === "POST" || spec.method === "PUT" ? { body: "{}" } : {}),
+        });
+        const body = (await reply.json()) as { error?: { code: string } };
+        assert.equal(reply.status, 401, `${spec.method} ${spec.url} with ${JSON.stringify(headers)}`);
+        assert.equal(body.error?.code, "unauthorized", `${spec.method} ${spec.url}`);
+      }
+    }
+    assert.equal(await secured.containers(), 0, "a refused request made a container");
     assert.deepEqual(await secured.strata.sandboxes.list(), []);
   } finally {
     await secured.close();

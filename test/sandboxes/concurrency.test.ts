@@ -1,7 +1,6 @@
 // Many sandboxes at once, each independent.
-import { test } from "node:test";
 import assert from "node:assert/strict";
-import { baseImage, startTestServer } from "../harness.js";
+import { baseImage, startTestServer, test } from "../harness.js";
 
 test("20 sandboxes created concurrently all run, independently", async () => {
   const t = await startTestServer();

@@ -1,7 +1,7 @@
 // A user creates a sandbox, works in it, stops, starts and deletes it.
-import { after, before, test } from "node:test";
+import { after, before } from "node:test";
 import assert from "node:assert/strict";
-import { baseImage, errorCode, startTestServer, type TestServer } from "../harness.js";
+import { baseImage, errorCode, eventually, startTestServer, type TestServer, test } from "../harness.js";
 
 let t: TestServer;
 before(async () => {
@@ -13,6 +13,7 @@ after(async () => {
 
 test("the full lifecycle of a sandbox", async () => {
   const { strata } = t;
+  const containers = await t.containers();
   const sandbox = await strata.sandboxes.create({
     image: baseImage,
     name: "life-1",
@@ -46,14 +47,22 @@ test("the full lifecycle of a sandbox", async () => {
   assert.notEqual(slow.exitCode, 0);
 
   // streaming output arrives in pieces, then the exit code
+  // the command waits after its first line until the test has received it: output that arrives is streamed, not buffered
   const pieces: string[] = [];
-  const outcome = await sandbox.execStream("for i in 1 2 3; do echo line $i; sleep 0.1; done; echo bad >&2; exit 4", {
-    onStdout: (data) => pieces.push(data),
-    onStderr: (data) => pieces.push(`err:${data}`),
+  const errors: string[] = [];
+  let released: Promise<unknown> | undefined;
+  const outcome = await sandbox.execStream("echo line 1; while [ ! -e /tmp/go-on ]; do sleep 0.05; done; echo line 2; echo line 3; echo bad >&2; exit 4", {
+    onStdout: (data) => {
+      pieces.push(data);
+      if (!released && pieces.join("").includes("line 1\n")) released = sandbox.exec("touch /tmp/go-on");
+    },
+    onStderr: (data) => errors.push(data),
   });
+  assert.ok(released, "the first line arrived while the command was still running");
+  await released;
   assert.equal(outcome.exitCode, 4);
-  assert.equal(pieces.join(""), "line 1\nline 2\nline 3\nerr:bad\n");
-  assert.ok(pieces.length >= 3, "output was streamed, not buffered");
+  assert.equal(pieces.join(""), "line 1\nline 2\nline 3\n");
+  assert.equal(errors.join(""), "bad\n");
 
   // files: write (parents made), read back, binary safe, directory as tar, tar upload
   const binary = new Uint8Array(70000).map((_, i) => (i * 31) % 256);
@@ -94,7 +103,7 @@ test("the full lifecycle of a sandbox", async () => {
 
   await sandbox.delete();
   assert.equal(await errorCode(strata.sandboxes.get(sandbox.id)), "sandbox_not_found");
-  assert.equal(await t.containers(), 0);
+  assert.equal(await t.containers(), containers);
 });
 
 test("list filters by status and labels, newest first", async () => {
@@ -125,10 +134,7 @@ test("a sandbox without network has only loopback", async () => {
 test("a sandbox whose command exits is reported stopped with its exit code", async () => {
   const sandbox = await t.strata.sandboxes.create({ image: baseImage, cmd: ["sh", "-c", "exit 3"] });
   let info = await sandbox.refresh();
-  for (let i = 0; i < 50 && info.status !== "stopped"; i++) {
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    info = await sandbox.refresh();
-  }
+  await eventually(async () => (info = await sandbox.refresh()).status === "stopped", 60_000, "the sandbox to stop");
   assert.equal(info.status, "stopped");
   assert.equal(info.exitCode, 3);
   await sandbox.delete();

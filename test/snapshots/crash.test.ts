@@ -1,23 +1,44 @@
 // The server is killed (SIGKILL) in the middle of a snapshot and of a create;
-// after a restart every record is resolved and nothing is orphaned.
+// after a restart every record is resolved and nothing is orphaned, by
+// recovery alone. A crash's other leftover, an empty snapshot directory, is
+// removed at startup.
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync } from "node:fs";
+import { randomUUID } from "node:crypto";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Strata } from "@strata/sdk";
-import { baseImage, eventually, startTestServer } from "../harness.js";
+import { engineContainers, engineImages, recordServer, removeLeftovers } from "../engine.js";
+import { baseImage, bounded, eventually, startTestServer, test } from "../harness.js";
 
 const bin = fileURLToPath(new URL("../../../packages/cli/bin/strata.js", import.meta.url));
 
-async function serveInChild(home: string): Promise<{ child: ChildProcess; strata: Strata }> {
-  const port = 20000 + Math.floor(Math.random() * 20000);
-  const child = spawn(process.execPath, [bin, "serve", "--port", String(port), "--home", home], { stdio: "ignore" });
-  const strata = new Strata({ baseUrl: `http://127.0.0.1:${port}` });
-  await eventually(async () => strata.health().then(() => true, () => false), 15000, "server start");
-  return { child, strata };
+/** `strata serve` in a child process on a port the OS picks; its URL is read from its "listening" log line. */
+async function serveInChild(home: string): Promise<{ child: ChildProcess; strata: Strata; serverId: string }> {
+  const child = spawn(process.execPath, [bin, "serve", "--port", "0", "--home", home], { stdio: ["ignore", "pipe", "ignore"] });
+  try {
+    const url = await bounded(new Promise<string>((resolve, reject) => {
+      let text = "";
+      child.stdout!.on("data", (chunk: Buffer) => {
+        text += chunk.toString("utf8");
+        for (const line of text.split("\n")) {
+          const event = /^\{.*"event":"listening".*\}$/.test(line) ? (JSON.parse(line) as { url: string }) : undefined;
+          if (event) resolve(event.url);
+        }
+      });
+      child.once("exit", (code) => reject(new Error(`strata serve exited (${code}) before listening`)));
+    }), 60_000, "strata serve start");
+    child.stdout!.removeAllListeners("data");
+    child.stdout!.resume();
+    const serverId = readFileSync(join(home, "server-id"), "utf8").trim();
+    recordServer(serverId);
+    return { child, strata: new Strata({ baseUrl: url }), serverId };
+  } catch (error) {
+    child.kill("SIGKILL");
+    throw error;
+  }
 }
 
 function filesUnder(dir: string): string[] {
@@ -26,52 +47,94 @@ function filesUnder(dir: string): string[] {
     .map((entry) => join(entry.parentPath ?? (entry as unknown as { path: string }).path, entry.name));
 }
 
-test("SIGKILL during a snapshot and a create: restart resolves both, leaves no orphan", async () => {
+test("SIGKILL during a snapshot and a create: restart resolves both, leaves no orphan", async (t) => {
   const home = mkdtempSync(join(tmpdir(), "strata-crash-"));
-  const { child, strata } = await serveInChild(home);
+  const { child, strata, serverId } = await serveInChild(home);
+  const exited = new Promise((resolve) => child.once("exit", resolve));
+  t.after(async () => {
+    // whatever failed: the child goes (by its own pid), then everything its server made
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    await exited;
+    await removeLeftovers(new Set([serverId]), true);
+    rmSync(home, { recursive: true, force: true });
+  });
   const source = await strata.sandboxes.create({ image: baseImage, name: "crash-source" });
   await source.exec("dd if=/dev/urandom of=/big bs=1M count=200 2>/dev/null");
   const done = await (await source.snapshot({ name: "before-crash" })).waitUntilReady();
+  // a directory whose restore takes the create a while: the create is in flight for certain when the kill lands
+  await source.exec("mkdir -p /slow && dd if=/dev/urandom of=/slow/data bs=1M count=150 2>/dev/null");
+  const slowRestore = await (await source.snapshotDirectory("/slow", { name: "slow-restore" })).waitUntilReady();
+  await source.exec("dd if=/dev/urandom of=/big2 bs=1M count=200 2>/dev/null");
 
+  // the commit pauses the source; then the create starts and makes its container; the kill lands while both are under way
   const snapshot = await source.snapshot({ name: "during-crash" });
-  void strata.sandboxes.create({ image: baseImage, name: "half-made" }).catch(() => undefined);
-  await new Promise((resolve) => setTimeout(resolve, 150));
+  const ours = async () => (await engineContainers()).filter((c) => c.labels["dev.strata.server"] === serverId);
+  await eventually(async () => (await ours()).some((c) => c.labels["dev.strata.sandbox"] === source.id && c.state === "paused"), 60_000, "the commit to pause the source");
+  let answered = false;
+  const creating = strata.sandboxes.create({ image: baseImage, name: "half-made", directorySnapshots: [{ snapshotId: slowRestore.id }] })
+    .then(() => (answered = true), () => (answered = true));
+  await eventually(async () => answered || (await ours()).length >= 2, 60_000, "the create's container");
+  const answeredBeforeKill = answered;
   child.kill("SIGKILL");
-  await new Promise((resolve) => child.once("exit", resolve));
+  await exited;
+  await creating; // (fails: the server is gone)
+  assert.equal(answeredBeforeKill, false, "the create had answered before the kill: it was not in flight");
+  const record = JSON.parse(readFileSync(join(home, "snapshots", snapshot.id, "record.json"), "utf8")) as { status: string };
+  assert.equal(record.status, "creating", "the kill landed after the snapshot finished");
 
-  const t = await startTestServer({}, home);
+  const restarted = await startTestServer({}, home);
   try {
     // The engine may still be committing; the server waits for it, then settles.
-    const resolved = await (await t.strata.snapshots.get(snapshot.id)).waitUntilReady({ timeoutMs: 60000 }).catch(() => t.strata.snapshots.get(snapshot.id));
+    const resolved = await (await restarted.strata.snapshots.get(snapshot.id)).waitUntilReady().then((s) => s.info, () => restarted.strata.snapshots.get(snapshot.id).then((s) => s.info));
     assert.ok(resolved.status === "ready" || resolved.status === "failed", `status ${resolved.status}`);
-    if (resolved.status === "failed") assert.equal(resolved.info.error?.code, "interrupted");
-    assert.equal((await t.strata.snapshots.get("before-crash")).info.digest, done.info.digest);
-    assert.equal((await t.strata.snapshots.list({ status: "creating" })).snapshots.length, 0);
+    if (resolved.status === "failed") assert.equal(resolved.error?.code, "interrupted");
+    assert.equal((await restarted.strata.snapshots.get("before-crash")).info.digest, done.info.digest);
+    assert.equal((await restarted.strata.snapshots.list({ status: "creating" })).snapshots.length, 0);
 
     // The create that never got an answer is either whole or gone.
-    const sandboxes = await t.strata.sandboxes.list();
+    const sandboxes = await restarted.strata.sandboxes.list();
     for (const sandbox of sandboxes) {
       await eventually(async () => (await sandbox.refresh()).status === "running", 60000, `${sandbox.info.name} running`);
     }
     // a container the engine finished making after the create was undone is swept
-    await eventually(async () => (await t.containers()) === sandboxes.length, 15000, "no orphan container");
+    await eventually(async () => (await restarted.containers()) === sandboxes.length, 60000, "no orphan container");
 
-    // An engine left committing after the kill may still produce an image: gc takes it.
-    await new Promise((resolve) => setTimeout(resolve, 2000));
-    await t.strata.gc();
-    const owned = new Set((await t.strata.snapshots.list()).snapshots.map((s) => s.info.imageId).filter(Boolean));
-    const images = await t.server.context.engine.listImages({ "dev.strata.server": t.server.context.serverId, "dev.strata.snapshot": "" });
-    for (const image of images) assert.ok(owned.has(image.id), `image ${image.id} is owned by a record`);
+    // Recovery alone (no gc): every image this server made is owned by a record.
+    const owned = new Set((await restarted.strata.snapshots.list()).snapshots.map((s) => s.info.imageId).filter(Boolean));
+    const images = (await engineImages()).filter((image) => image.labels["dev.strata.server"] === serverId);
+    for (const image of images) assert.ok(owned.has(image.id), `image ${image.id} (${image.tags.join(" ")}) is owned by a record`);
     assert.equal(filesUnder(home).filter((file) => file.endsWith(".strata-tmp")).length, 0);
     assert.deepEqual(readdirSync(join(home, "trash")), []);
 
     // a ready snapshot survived intact and restores
-    const restored = await t.strata.sandboxes.create({ snapshotId: "before-crash" });
+    const restored = await restarted.strata.sandboxes.create({ snapshotId: "before-crash" });
     assert.equal((await restored.exec("wc -c < /big")).stdout.trim(), String(200 * 1024 * 1024));
     const manifest = JSON.parse(readFileSync(join(home, "snapshots", done.id, "manifest.json"), "utf8")) as { id: string };
     assert.equal(manifest.id, done.id);
-    for (const s of (await t.strata.snapshots.list()).snapshots) await s.delete({ force: true });
   } finally {
-    await t.close();
+    await restarted.close();
+  }
+});
+
+test("an empty snapshot directory a crash left is removed at startup, not reported malformed", async () => {
+  const first = await startTestServer();
+  await first.stop();
+  const empty = randomUUID();
+  const onlyTemp = randomUUID();
+  mkdirSync(join(first.home, "snapshots", empty));
+  mkdirSync(join(first.home, "snapshots", onlyTemp));
+  writeFileSync(join(first.home, "snapshots", onlyTemp, "record.json.strata-tmp"), "{torn");
+  const again = await first.restart();
+  try {
+    assert.equal(existsSync(join(again.home, "snapshots", empty)), false);
+    assert.equal(existsSync(join(again.home, "snapshots", onlyTemp)), false);
+    assert.deepEqual(again.logs.filter((line) => line.event === "snapshot_malformed"), []);
+    assert.deepEqual(
+      again.logs.filter((line) => line.event === "snapshot_dir_removed").map((line) => line.snapshotId).sort(),
+      [empty, onlyTemp].sort(),
+    );
+    assert.deepEqual((await again.strata.snapshots.reindex()).malformed, []);
+  } finally {
+    await again.close();
   }
 });

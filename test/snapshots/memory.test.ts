@@ -2,10 +2,10 @@
 // them with their processes where they were.
 import { execFileSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { after, before, test } from "node:test";
+import { after, before } from "node:test";
 import assert from "node:assert/strict";
 import type { Sandbox } from "@strata/sdk";
-import { baseImage, errorCode, eventually, startTestServer, type TestServer } from "../harness.js";
+import { baseImage, closeAll, errorCode, eventually, startTestServer, type TestServer, test } from "../harness.js";
 
 let t: TestServer;
 let other: TestServer;
@@ -13,55 +13,72 @@ before(async () => {
   t = await startTestServer();
   other = await startTestServer();
 });
-after(async () => {
-  await t.close();
-  await other.close();
-});
+after(() => closeAll(t, other));
 
-/** A loop whose secret exists only in the shell's memory; it writes "secret count" ten times a second. */
-const counter = ["sh", "-c", 'secret="s$RANDOM$RANDOM"; i=0; while true; do i=$((i+1)); echo "$secret $i" > /tmp/state; sleep 0.1; done'];
+/**
+ * A loop whose secret and count exist only in the shell's memory. It counts
+ * one step each time the test drops /tmp/tick (and removes it) and writes
+ * "secret count" to /tmp/state: the count moves only when the test says, so
+ * every value below is exact, whatever the machine's speed.
+ */
+const counter = ["sh", "-c", 'secret="s$RANDOM$RANDOM"; i=0; echo "$secret $i" > /tmp/state; while true; do if [ -e /tmp/tick ]; then rm -f /tmp/tick; i=$((i+1)); echo "$secret $i" > /tmp/state; fi; sleep 0.05; done'];
 
 async function state(sandbox: Sandbox): Promise<{ secret: string; count: number }> {
-  // The loop truncates the file before each write: a read in between sees it empty, so read again.
+  // The loop truncates the file before it writes: a read in between sees it empty, so read again.
   let text = "";
   for (let tries = 0; !text && tries < 20; tries++) text = (await sandbox.exec(["cat", "/tmp/state"])).stdout.trim();
-  const [secret = "", count = "0"] = text.split(" ");
+  const [secret = "", count = "-1"] = text.split(" ");
   return { secret, count: Number(count) };
 }
 
+/** The loop still runs on its own (slowCounter): waits until it counts past `from`; returns the count seen. */
 async function keepsCounting(sandbox: Sandbox, from: number): Promise<number> {
-  let latest = 0;
+  let latest = from;
   await eventually(async () => {
     latest = (await state(sandbox)).count;
     return latest > from;
-  }, 10000, "the loop to keep counting");
+  }, 60_000, "the loop to keep counting");
   return latest;
+}
+
+/** One step of the loop: drops the tick and waits until the loop has counted it; returns the new state. */
+async function tick(sandbox: Sandbox): Promise<{ secret: string; count: number }> {
+  const before = await state(sandbox);
+  await sandbox.exec(["touch", "/tmp/tick"]);
+  let after = before;
+  await eventually(async () => {
+    after = await state(sandbox);
+    return after.count !== before.count;
+  }, 60_000, "the loop to count the tick");
+  assert.equal(after.count, before.count + 1, "one tick is one step");
+  assert.equal(after.secret, before.secret, "the same process counted it");
+  return after;
 }
 
 test("a counting loop carries on from where it was in the restored sandbox and in two forks; the source keeps running", async () => {
   const source = await t.strata.sandboxes.create({ image: baseImage, isolation: "gvisor", cmd: counter });
   assert.equal(source.info.isolation, "gvisor");
-  await eventually(async () => (await state(source)).count > 5, 10000, "the loop to start");
+  await eventually(async () => (await state(source)).count === 0, 60_000, "the loop to start");
+  for (let i = 0; i < 3; i++) await tick(source);
   const before = await state(source);
+  assert.equal(before.count, 3);
 
   const snapshot = await (await source.snapshot({ kind: "memory", name: "counting" })).waitUntilReady();
   assert.equal(snapshot.info.kind, "memory");
   assert.match(snapshot.info.contentDigest!, /^sha256:/);
   assert.match(snapshot.info.imageId!, /^sha256:/);
-  const atCheckpoint = (await state(source)).count;
-  assert.ok(atCheckpoint >= before.count);
   assert.equal((await source.refresh()).status, "running");
-  await keepsCounting(source, atCheckpoint);
-  assert.equal((await state(source)).secret, before.secret, "the source is the same process");
+  // the source is the same process, where it was, and still counting
+  assert.deepEqual(await state(source), before);
+  assert.deepEqual(await tick(source), { secret: before.secret, count: 4 });
 
+  // the restored sandbox continues from the checkpoint: same secret, and the next step is 4 (a fresh start would count 1 with a new secret)
   const restored = await t.strata.sandboxes.create({ memorySnapshotId: "counting" });
   assert.equal(restored.info.isolation, "gvisor");
-  const resumed = await state(restored);
-  assert.equal(resumed.secret, before.secret, "the in-memory secret survived the restore");
-  assert.ok(resumed.count >= before.count, `restored at ${resumed.count}, checkpoint near ${atCheckpoint}`);
-  assert.ok(resumed.count < atCheckpoint + 50, "it continued from the checkpoint, not from a fresh start or far later");
-  await keepsCounting(restored, resumed.count);
+  assert.deepEqual(await state(restored), before, "restored at the checkpoint");
+  assert.deepEqual(await tick(restored), { secret: before.secret, count: 4 });
 
+  // forks of the source (now at 4) continue from 4, each on its own
   const { snapshotId: forkSnapshotId, sandboxes: forks } = await source.fork(2);
   assert.equal(forks.length, 2);
   const forkSnapshot = await t.strata.snapshots.get(forkSnapshotId);
@@ -69,17 +86,18 @@ test("a counting loop carries on from where it was in the restored sandbox and i
   assert.equal(forkSnapshot.info.status, "ready");
   assert.equal(forkSnapshot.info.sandboxId, source.id);
   for (const fork of forks) {
-    assert.equal((await state(fork)).secret, before.secret);
-    await keepsCounting(fork, (await state(fork)).count);
+    assert.deepEqual(await state(fork), { secret: before.secret, count: 4 });
+    assert.deepEqual(await tick(fork), { secret: before.secret, count: 5 });
   }
   await forks[0]!.exec(["sh", "-c", "echo mine > /tmp/only-in-fork-0"]);
   assert.equal((await forks[1]!.exec(["sh", "-c", "test -e /tmp/only-in-fork-0 || echo absent"])).stdout, "absent\n");
   assert.equal((await source.refresh()).status, "running");
+  assert.deepEqual(await tick(source), { secret: before.secret, count: 5 });
 
   for (const s of [restored, ...forks, source]) await s.delete();
   await forkSnapshot.delete();
   assert.equal(await errorCode(t.strata.snapshots.get(forkSnapshotId)), "snapshot_not_found", "the fork's snapshot is deleted by its id");
-  for (const s of (await t.strata.snapshots.list({ kind: "memory" })).snapshots) await s.delete({ force: true });
+  for (const s of (await t.strata.snapshots.list({ kind: "memory", sandboxId: source.id })).snapshots) await s.delete({ force: true });
 });
 
 test("runc and stopped sandboxes are refused with a code that says why", async () => {
@@ -98,9 +116,11 @@ test("runc and stopped sandboxes are refused with a code that says why", async (
 
 test("a memory snapshot exported from one server restores on another", async () => {
   const source = await t.strata.sandboxes.create({ image: baseImage, isolation: "gvisor", cmd: counter });
-  await eventually(async () => (await state(source)).count > 3, 10000, "the loop to start");
+  await eventually(async () => (await state(source)).count === 0, 60_000, "the loop to start");
+  await tick(source);
+  await tick(source);
   const snapshot = await (await source.snapshot({ kind: "memory" })).waitUntilReady();
-  const secret = (await state(source)).secret;
+  const { secret } = await state(source);
   assert.ok((await snapshot.verify()).ok);
   const archive = new Uint8Array(await new Response(await snapshot.export()).arrayBuffer());
   await source.delete();
@@ -109,19 +129,19 @@ test("a memory snapshot exported from one server restores on another", async () 
   const { snapshot: imported } = await other.strata.snapshots.import(archive);
   assert.equal(imported.info.kind, "memory");
   const restored = await other.strata.sandboxes.create({ memorySnapshotId: imported.id });
-  assert.equal((await state(restored)).secret, secret);
-  await keepsCounting(restored, (await state(restored)).count);
+  assert.deepEqual(await state(restored), { secret, count: 2 });
+  assert.deepEqual(await tick(restored), { secret, count: 3 });
   await restored.delete();
   await imported.delete();
 });
 
-/** A loop that counts once a second into /tmp/count, its secret only in memory. */
+/** A loop that counts once a second into /tmp/state, its secret only in memory: for stories where the loop must run on its own while the server works (only "went on" is asserted, never how far). */
 const slowCounter = ["sh", "-c", 'secret="s$RANDOM$RANDOM"; i=0; while true; do i=$((i+1)); echo "$secret $i" > /tmp/state; sleep 1; done'];
 
 test("six memory snapshots and two forks in a row leave the source running, counting on from where it was each time", async () => {
   const source = await t.strata.sandboxes.create({ image: baseImage, isolation: "gvisor", cmd: slowCounter });
   try {
-    await eventually(async () => (await state(source)).count >= 1, 10000, "the loop to start");
+    await eventually(async () => (await state(source)).count >= 1, 60_000, "the loop to start");
     const { secret } = await state(source);
     let last = (await state(source)).count;
     // Six snapshots with two forks among them: any order leaves the source running where it was.
@@ -156,9 +176,9 @@ test("six memory snapshots and two forks in a row leave the source running, coun
 });
 
 test("one memory snapshot restores into several sandboxes at once", async () => {
-  const source = await t.strata.sandboxes.create({ image: baseImage, isolation: "gvisor", cmd: counter });
+  const source = await t.strata.sandboxes.create({ image: baseImage, isolation: "gvisor", cmd: slowCounter });
   try {
-    await eventually(async () => (await state(source)).count > 3, 10000, "the loop to start");
+    await eventually(async () => (await state(source)).count >= 1, 60_000, "the loop to start");
     const snapshot = await (await source.snapshot({ kind: "memory" })).waitUntilReady({ timeoutMs: 60000 });
     const { secret } = await state(source);
     const settled = await Promise.allSettled([1, 2, 3].map(() => t.strata.sandboxes.create({ memorySnapshotId: snapshot.id })));
@@ -176,9 +196,9 @@ test("one memory snapshot restores into several sandboxes at once", async () => 
 });
 
 test("a memory snapshot while a command runs is refused with sandbox_busy; the command and the source are untouched", async () => {
-  const source = await t.strata.sandboxes.create({ image: baseImage, isolation: "gvisor", cmd: counter });
+  const source = await t.strata.sandboxes.create({ image: baseImage, isolation: "gvisor", cmd: slowCounter });
   try {
-    await eventually(async () => (await state(source)).count > 3, 10000, "the loop to start");
+    await eventually(async () => (await state(source)).count >= 1, 60_000, "the loop to start");
     const { secret } = await state(source);
     // The command waits for a file rather than a clock, so no timing decides the path.
     const running = source.exec(["sh", "-c", "while [ ! -e /tmp/go ]; do sleep 0.1; done; echo done"]);
@@ -220,8 +240,8 @@ test("a server stopped between a checkpoint and the resume resumes the source fr
   const first = await startTestServer();
   let second: TestServer | undefined;
   try {
-    const source = await first.strata.sandboxes.create({ image: baseImage, isolation: "gvisor", cmd: counter });
-    await eventually(async () => (await state(source)).count > 3, 10000, "the loop to start");
+    const source = await first.strata.sandboxes.create({ image: baseImage, isolation: "gvisor", cmd: slowCounter });
+    await eventually(async () => (await state(source)).count >= 1, 60_000, "the loop to start");
     const { secret } = await state(source);
     // One real memory snapshot first: the source then runs in a container restored once already, which gVisor cannot restore again in place.
     const earlier = await (await source.snapshot({ kind: "memory" })).waitUntilReady({ timeoutMs: 60000 });
@@ -261,10 +281,10 @@ test("a server stopped between a checkpoint and the resume resumes the source fr
 
 test("restores and forks of a memory snapshot keep the source's network and limits", async () => {
   const resources = { memoryMb: 512, pids: 200 };
-  const source = await t.strata.sandboxes.create({ image: baseImage, isolation: "gvisor", network: false, resources, cmd: counter });
+  const source = await t.strata.sandboxes.create({ image: baseImage, isolation: "gvisor", network: false, resources, cmd: slowCounter });
   const made = [source];
   try {
-    await eventually(async () => (await state(source)).count > 3, 10000, "the loop to start");
+    await eventually(async () => (await state(source)).count >= 1, 60_000, "the loop to start");
     const snapshot = await (await source.snapshot({ kind: "memory" })).waitUntilReady({ timeoutMs: 60000 });
     assert.deepEqual(snapshot.info.settings, { isolation: "gvisor", network: false, resources });
     const restored = await t.strata.sandboxes.create({ memorySnapshotId: snapshot.id });
@@ -282,9 +302,9 @@ test("restores and forks of a memory snapshot keep the source's network and limi
 });
 
 test("a resume that fails fails the snapshot with checkpoint_restore_failed and leaves the source stopped, not restarted afresh", async () => {
-  const source = await t.strata.sandboxes.create({ image: baseImage, isolation: "gvisor", cmd: counter });
+  const source = await t.strata.sandboxes.create({ image: baseImage, isolation: "gvisor", cmd: slowCounter });
   try {
-    await eventually(async () => (await state(source)).count > 3, 10000, "the loop to start");
+    await eventually(async () => (await state(source)).count >= 1, 60_000, "the loop to start");
     const { secret } = await state(source);
     // Make the resume's new container impossible: a memory limit below the engine's minimum in the sandbox's record.
     const db = (t.server.context.index as unknown as { db: { prepare(sql: string): { run(...args: unknown[]): unknown } } }).db;

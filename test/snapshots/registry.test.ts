@@ -1,9 +1,10 @@
 // Snapshots cross servers through a real registry on loopback: server A pushes,
 // server B (its own home) restores from imageUri.
-import { after, before, test } from "node:test";
+import { after, before } from "node:test";
 import assert from "node:assert/strict";
 import { parseRegistry } from "@strata/server";
-import { baseImage, errorCode, startTestServer, type TestServer } from "../harness.js";
+import { engineHasImage } from "../engine.js";
+import { baseImage, closeAll, errorCode, eventually, startTestServer, type TestServer, test } from "../harness.js";
 import { startRegistry, type TestRegistry } from "../registry.js";
 
 let registry: TestRegistry;
@@ -15,9 +16,11 @@ before(async () => {
   b = await startTestServer();
 });
 after(async () => {
-  await a.close();
-  await b.close();
-  await registry.close();
+  try {
+    await closeAll(a, b);
+  } finally {
+    await registry?.close();
+  }
 });
 
 test("a container snapshot pushed by one server restores on another from its imageUri", async () => {
@@ -35,7 +38,7 @@ test("a container snapshot pushed by one server restores on another from its ima
   await source.delete();
   const imageId = snapshot.info.imageId!;
   await snapshot.delete();
-  assert.equal(await a.server.context.engine.inspectImage(imageId), null);
+  assert.equal(await engineHasImage(imageId), false);
 
   const restored = await b.strata.sandboxes.create({ imageUri: uri });
   assert.equal((await restored.exec("cat /work/file")).stdout, "crossed\n");
@@ -52,7 +55,11 @@ test("a container snapshot pushed by one server restores on another from its ima
   assert.equal(again.info.snapshotId, local.id);
   for (const s of [restored, again]) await s.delete();
   await child.delete();
+  // nothing else uses the pulled image: deleting its snapshot frees it on the engine
+  assert.equal(await engineHasImage(imageId), true);
   await local.delete();
+  assert.equal(await engineHasImage(imageId), false, "the pulled image went with its snapshot");
+  assert.deepEqual(await b.leftovers(), { containers: [], images: [] });
 });
 
 test("a directory snapshot crosses the same way", async () => {
@@ -110,12 +117,8 @@ test("--auto-push pushes every snapshot once it is ready", async () => {
   try {
     const source = await auto.strata.sandboxes.create({ image: baseImage });
     const snapshot = await (await source.snapshot()).waitUntilReady();
-    let uri = snapshot.info.imageUri;
-    for (let i = 0; i < 100 && !uri?.includes("@"); i++) {
-      await new Promise((resolve) => setTimeout(resolve, 100));
-      uri = (await snapshot.refresh()).imageUri;
-    }
-    assert.match(uri!, new RegExp(`^${registry.host.replace(/\./g, "\\.")}/strata-snapshots@sha256:`));
+    await eventually(async () => !!(await snapshot.refresh()).imageUri?.includes("@"), 60_000, "the automatic push");
+    assert.match(snapshot.info.imageUri!, new RegExp(`^${registry.host.replace(/\./g, "\\.")}/strata-snapshots@sha256:`));
     await source.delete();
     await snapshot.delete();
   } finally {
@@ -123,11 +126,15 @@ test("--auto-push pushes every snapshot once it is ready", async () => {
   }
 });
 
-test("credentials: the right ones push and pull, wrong or missing ones are registry_denied", async () => {
+test("credentials: the right ones push and pull, wrong or missing ones are registry_denied both ways", async () => {
   const secured = await startRegistry({ username: "ci", password: "s3cret" });
-  const good = await startTestServer({ registry: parseRegistry(secured.host, { username: "ci", password: "s3cret" }) });
-  const bad = await startTestServer({ registry: parseRegistry(secured.host, { username: "ci", password: "wrong" }) });
+  let good: TestServer | undefined;
+  let wrong: TestServer | undefined;
+  let missing: TestServer | undefined;
   try {
+    good = await startTestServer({ registry: parseRegistry(secured.host, { username: "ci", password: "s3cret" }) });
+    wrong = await startTestServer({ registry: parseRegistry(secured.host, { username: "ci", password: "wrong" }) });
+    missing = await startTestServer({ registry: parseRegistry(secured.host) });
     const source = await good.strata.sandboxes.create({ image: baseImage });
     await source.exec("echo secured > /f");
     const snapshot = await (await source.snapshot()).waitUntilReady();
@@ -135,28 +142,43 @@ test("credentials: the right ones push and pull, wrong or missing ones are regis
     const dirSnapshot = await (await source.snapshotDirectory("/etc")).waitUntilReady();
     await dirSnapshot.push();
 
+    // push: wrong and missing credentials are refused
     const other = await (await source.snapshot()).waitUntilReady();
-    const badCopy = await bad.strata.snapshots.import(new Uint8Array(await new Response(await other.export()).arrayBuffer()));
-    assert.equal(await errorCode(badCopy.snapshot.push()), "registry_denied");
+    const archive = new Uint8Array(await new Response(await other.export()).arrayBuffer());
+    for (const [server, what] of [[wrong, "wrong"], [missing, "missing"]] as const) {
+      const copy = await server.strata.snapshots.import(archive);
+      assert.equal(await errorCode(copy.snapshot.push()), "registry_denied", `push with ${what} credentials`);
+      await copy.snapshot.delete();
+    }
 
-    // b has no credentials for this registry
-    assert.equal(await errorCode(b.strata.sandboxes.create({ image: baseImage, directorySnapshots: [{ imageUri: dirSnapshot.info.imageUri! }] })), "registry_denied");
-    const containers = await b.containers();
-    assert.equal(containers, await b.containers());
+    // pull: wrong credentials (the server's own registry) and missing ones (b knows none), for both kinds; nothing made
     const imageId = snapshot.info.imageId!;
     await source.delete();
     await snapshot.delete();
     await other.delete();
-    await badCopy.snapshot.delete();
-    assert.equal(await good.server.context.engine.inspectImage(imageId), null);
-    assert.equal(await errorCode(b.strata.sandboxes.create({ imageUri: snapshot.info.imageUri! })), "registry_denied");
+    assert.equal(await engineHasImage(imageId), false);
+    for (const [server, what] of [[wrong, "wrong"], [missing, "missing"], [b, "no"]] as const) {
+      const containers = await server.containers();
+      const records = (await server.strata.snapshots.list()).snapshots.length;
+      assert.equal(await errorCode(server.strata.sandboxes.create({ imageUri: snapshot.info.imageUri! })), "registry_denied", `pull with ${what} credentials`);
+      assert.equal(
+        await errorCode(server.strata.sandboxes.create({ image: baseImage, directorySnapshots: [{ imageUri: dirSnapshot.info.imageUri! }] })),
+        "registry_denied",
+        `directory pull with ${what} credentials`,
+      );
+      assert.equal(await server.containers(), containers, `a refused pull with ${what} credentials left a container`);
+      assert.equal((await server.strata.snapshots.list()).snapshots.length, records);
+      assert.equal(await engineHasImage(imageId), false, `a refused pull with ${what} credentials brought the image`);
+    }
     const restored = await good.strata.sandboxes.create({ imageUri: snapshot.info.imageUri! });
     assert.equal((await restored.exec("cat /f")).stdout, "secured\n");
     await restored.delete();
   } finally {
-    await good.close();
-    await bad.close();
-    await secured.close();
+    try {
+      await closeAll(good, wrong, missing);
+    } finally {
+      await secured.close();
+    }
   }
 });
 

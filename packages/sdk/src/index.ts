@@ -2,7 +2,7 @@
 export { Strata, Sandboxes, type ListSandboxesOptions } from "./client.js";
 export { Sandbox, SandboxFiles, type ExecOptions, type ExecStreamOptions, type ExecOutcome, type SnapshotOptions, type ForkResult } from "./sandbox.js";
 export {
-  Snapshot, Snapshots, type WaitOptions, type ListSnapshotsOptions, type DeleteSnapshotOptions, type ExportOptions, type ImportOptions, type PushOptions,
+  Snapshot, Snapshots, defaultWaitTimeoutMs, type WaitOptions, type ListSnapshotsOptions, type DeleteSnapshotOptions, type ExportOptions, type ImportOptions, type PushOptions,
 } from "./snapshot.js";
 export type { ClientOptions, CallOptions } from "./http.js";
 export { StrataError, errorCodes, limits, type ErrorCode, type ErrorDetails } from "@strata/contract";

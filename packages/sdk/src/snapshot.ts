@@ -11,9 +11,16 @@ import { jsonLines } from "./lines.js";
 export interface WaitOptions extends CallOptions {
   /** Called each time the server reports the snapshot's state while waiting. */
   onProgress?: (snapshot: SnapshotInfo, elapsedMs: number) => void;
-  /** Give up after this long (default: wait as long as it takes). */
+  /**
+   * Give up after this many milliseconds, rejecting with `snapshot_not_ready`
+   * (the snapshot itself carries on). Default {@link defaultWaitTimeoutMs}
+   * (10 minutes); `Infinity` waits as long as it takes.
+   */
   timeoutMs?: number;
 }
+
+/** How long `waitUntilReady()` waits when no `timeoutMs` is given: 10 minutes. */
+export const defaultWaitTimeoutMs = 10 * 60 * 1000;
 
 /** Filters and paging for `snapshots.list()`. */
 export interface ListSnapshotsOptions extends CallOptions {
@@ -69,10 +76,14 @@ export class Snapshot {
 
   /**
    * Resolves once the snapshot is ready; rejects with its error when it
-   * fails. Waits on the server (long poll), so readiness is seen at once.
+   * fails, with `snapshot_not_found` when it is being deleted, and with
+   * `snapshot_not_ready` when it is still creating after `timeoutMs`
+   * (default 10 minutes; pass `Infinity` to wait as long as it takes). Waits
+   * on the server (long poll), so readiness is seen at once.
    */
   async waitUntilReady(options: WaitOptions = {}): Promise<this> {
     const started = Date.now();
+    const timeoutMs = options.timeoutMs ?? defaultWaitTimeoutMs;
     for (;;) {
       if (this.info.status === "ready") return this;
       if (this.info.status === "failed") {
@@ -80,8 +91,8 @@ export class Snapshot {
         throw StrataError.fromBody({ error: { code: error?.code ?? "internal", message: `snapshot ${this.id} failed: ${error?.message ?? "unknown"}` } }, 500);
       }
       if (this.info.status === "deleting") throw new StrataError("snapshot_not_found", `snapshot ${this.id} is being deleted`);
-      const left = options.timeoutMs !== undefined ? options.timeoutMs - (Date.now() - started) : 30000;
-      if (left <= 0) throw new StrataError("snapshot_not_ready", `snapshot ${this.id} is still ${this.info.status} after ${options.timeoutMs} ms`);
+      const left = timeoutMs - (Date.now() - started);
+      if (left <= 0) throw new StrataError("snapshot_not_ready", `snapshot ${this.id} is still ${this.info.status} after ${timeoutMs} ms`);
       this.info = await this.http.json<SnapshotInfo>({
         method: "GET", path: `/v1/snapshots/${this.id}`, query: { waitSeconds: Math.max(1, Math.min(30, Math.ceil(left / 1000))) }, signal: options.signal,
       });

@@ -79,7 +79,7 @@ export async function snapshot(args: string[]): Promise<number> {
       if (!values["no-wait"]) {
         const bar = values.json ? undefined : progress(`snapshot ${created.id}: capturing ${sandbox.id}`);
         try {
-          await created.waitUntilReady({ signal, onProgress: (info) => bar?.update(`snapshot ${created.id}: ${info.status}`) });
+          await created.waitUntilReady({ signal, timeoutMs: Infinity, onProgress: (info) => bar?.update(`snapshot ${created.id}: ${info.status}`) });
         } catch (error) {
           bar?.done(`snapshot ${created.id}: ${signal.aborted ? "cancelled" : created.info.status}`);
           // Ctrl-C while waiting cancels the snapshot: nothing half-made stays behind.

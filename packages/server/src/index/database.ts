@@ -272,6 +272,13 @@ export class Index {
     return new Set(rows.map((r) => r.d));
   }
 
+  /** Snapshots whose content is this engine image. */
+  snapshotsUsingImage(imageId: string): string[] {
+    return (
+      this.db.prepare(`SELECT id FROM snapshots WHERE json_extract(record, '$.imageId') = ?`).all(imageId) as { id: string }[]
+    ).map((r) => r.id);
+  }
+
   snapshotChildren(id: string): string[] {
     return (this.db.prepare(`SELECT id FROM snapshots WHERE parent_id = ?`).all(id) as { id: string }[]).map((r) => r.id);
   }

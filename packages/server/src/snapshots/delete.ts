@@ -1,7 +1,9 @@
 // Deleting a snapshot: refuse while it has children or is creating (unless
 // forced), mark it deleting so a crash finishes the job, untag its image
-// (the engine keeps it while something uses it; gc removes it later), then
-// remove its directory and its index row.
+// (the engine keeps it while something uses it; gc removes it later), drop
+// the reference of an image pulled from a registry for it (the engine frees
+// the image when nothing else refers to it or uses it), then remove its
+// directory and its index row.
 import { StrataError, type Snapshot } from "@strata/contract";
 import { snapshotRepo, type Context } from "../context.js";
 import { engineError } from "../engine/errors.js";
@@ -30,6 +32,13 @@ export async function removeSnapshotArtifacts(ctx: Context, snapshot: Snapshot):
     try {
       // In use: untag only; the image stays for its users and gc takes it after.
       if (!(await ctx.engine.removeImage(tag, false))) await ctx.engine.removeImage(tag, true);
+      // Pulled from a registry for this snapshot: the pull's reference goes too once no tag (this
+      // server's or another's on the same engine) and no other record of ours holds the image.
+      const pulledAs = snapshot.origin?.imageUri;
+      if (pulledAs && snapshot.imageId && !ctx.index.snapshotsUsingImage(snapshot.imageId).some((id) => id !== snapshot.id)) {
+        const image = await ctx.engine.inspectImage(snapshot.imageId);
+        if (image && !image.repoTags.length) await ctx.engine.removeImage(pulledAs, false);
+      }
     } catch (error) {
       throw engineError(error, "remove snapshot image");
     }

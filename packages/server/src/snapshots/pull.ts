@@ -8,7 +8,7 @@ import { Transform } from "node:stream";
 import { StrataError, type SandboxSettings, type Snapshot } from "@strata/contract";
 import { checkedArchive } from "../blobs/tar-check.js";
 import { unzstdStream } from "../blobs/zstd.js";
-import { labelKeys, type Context } from "../context.js";
+import { labelKeys, snapshotRepo, type Context } from "../context.js";
 import { engineError } from "../engine/errors.js";
 import { RegistryClient } from "../registry/client.js";
 import { isLoopbackHost } from "../registry/config.js";
@@ -103,6 +103,10 @@ export async function snapshotFromImageUri(ctx: Context, imageUri: string, signa
       });
       const image = await ctx.engine.inspectImage(`${host}/${repo}@${digest}`);
       if (!image) throw new StrataError("image_not_found", `the engine pulled ${imageUri} but cannot find it`);
+      // Tagged as this server's, as a capture or an import is: its delete (and gc) then treat it like any other.
+      await ctx.engine.tagImage(image.id, snapshotRepo(ctx), id).catch((error) => {
+        throw engineError(error, "tag");
+      });
       content = { imageId: image.id, sizeBytes: 0, imageSizeBytes: image.sizeBytes, layers: image.layers };
       settings = settingsLabel(image.labels[labelKeys.settings], imageUri);
     }

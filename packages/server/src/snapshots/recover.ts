@@ -1,6 +1,7 @@
-// Startup recovery of snapshots: clear temp files, rebuild the index from the
-// store, resolve captures a crash interrupted (finished when the engine has
-// the image, failed otherwise) and finish interrupted deletes.
+// Startup recovery of snapshots: clear temp files and the empty directories
+// a crash leaves before a snapshot's first record is in, rebuild the index
+// from the store, resolve captures a crash interrupted (finished when the
+// engine has the image, failed otherwise) and finish interrupted deletes.
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import type { Snapshot } from "@strata/contract";
@@ -30,6 +31,7 @@ function rebuildIndex(ctx: Context): StoreScan {
 
 export async function recoverSnapshots(ctx: Context): Promise<void> {
   ctx.snapshots.cleanTemp();
+  for (const id of ctx.snapshots.removeEmptyDirs()) ctx.config.log({ event: "snapshot_dir_removed", snapshotId: id, reason: "empty: a crash came before its record" });
   ctx.blobs.cleanTemp();
   rmSync(join(ctx.config.home, "tmp"), { recursive: true, force: true });
   for (const snapshot of rebuildIndex(ctx).snapshots) {

@@ -3,7 +3,7 @@
 // state: name, status, error). The artifacts here are the truth; the index
 // is a cache rebuilt from them.
 import { randomUUID } from "node:crypto";
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { Snapshot } from "@strata/contract";
 import { fsyncDirectory, tempSuffix, writeFileDurable } from "../store/durable.js";
@@ -139,6 +139,29 @@ export class SnapshotStore {
       }
     }
     return out;
+  }
+
+  /**
+   * Removes snapshot directories that hold nothing: what a crash leaves
+   * between making a snapshot's directory and renaming its first record in.
+   * Only for startup, before anything writes: a capture running now may have
+   * made its directory and not yet written to it. Returns the ids removed.
+   */
+  removeEmptyDirs(): string[] {
+    const removed: string[] = [];
+    for (const id of readdirSync(this.root)) {
+      if (!idPattern.test(id)) continue;
+      const dir = join(this.root, id);
+      try {
+        if (readdirSync(dir).length) continue;
+        rmdirSync(dir);
+        removed.push(id);
+      } catch {
+        // not a directory, or gone
+      }
+    }
+    if (removed.length) fsyncDirectory(this.root);
+    return removed;
   }
 
   /** Removes temp files a crash left and emptied trash; returns how many. */
