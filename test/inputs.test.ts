@@ -76,7 +76,7 @@ test("arguments and environment are bounded by the kernel's limits, counted in b
   assertRefused(await send("POST", exec, { cmd: ["true"], cwd: `/${"d".repeat(5000)}` }), 413, "field_too_large", "body/cwd", "cwd");
   assertRefused(await send("POST", exec, { cmd: ["echo", "a\u0000b"] }), 400, "bad_request", "body/cmd/1", "NUL in an argument");
   assertRefused(await send("POST", exec, { cmd: ["true"], cwd: "/tmp\u0000x" }), 400, "bad_request", "body/cwd", "NUL in cwd");
-  assertRefused(await send("GET", `/v1/sandboxes/${sandbox.id}/files?path=/etc%00x`), 400, "bad_request", "querystring/path", "NUL in a file path");
+  assertRefused(await send("GET", `/v1/sandboxes/${sandbox.id}/files?path=/etc%00x`), 400, "path_invalid", "query/path", "NUL in a file path");
   assertRefused(
     await send("POST", `/v1/sandboxes/${sandbox.id}/snapshots`, { kind: "directory", path: "/etc", exclude: ["a\u0000b"] }),
     400, "bad_request", "body/exclude/0", "NUL in an exclude pattern",

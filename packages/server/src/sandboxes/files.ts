@@ -42,7 +42,7 @@ const root: Owner = { uid: 0, gid: 0 };
 export async function readFile(ctx: Context, idOrName: string, path: string, signal?: AbortSignal): Promise<Download> {
   const { containerId } = await runningSandbox(ctx, idOrName);
   try {
-    const target = await resolveSandboxPath(ctx.engine, containerId, path);
+    const target = await resolveSandboxPath(ctx.engine, containerId, path, "query/path");
     refuseRuntimeManaged(target.path, path);
     if (target.missing.length) throw new StrataError("path_not_found", `'${path}' does not exist in the sandbox`);
     const archive = await ctx.engine.getArchive(containerId, target.path, signal);
@@ -309,7 +309,7 @@ export async function writeFile(ctx: Context, idOrName: string, path: string, up
     }
     const container = await ctx.engine.inspectContainer(containerId);
     await refuseInvisibleWrite(ctx, container);
-    const target = await resolveSandboxPath(ctx.engine, containerId, path);
+    const target = await resolveSandboxPath(ctx.engine, containerId, path, "query/path");
     refuseRuntimeManaged(target.path, path, { write: true });
     const owner = () => ownerIn(ctx, containerId, upload.owner ?? container?.user ?? "", upload.owner !== undefined ? "query/owner" : "the image's USER");
     if (upload.contentType === "application/x-tar") {

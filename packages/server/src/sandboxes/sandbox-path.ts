@@ -34,7 +34,7 @@ const runtimeBound = ["/etc/hosts", "/etc/hostname", "/etc/resolv.conf"];
  * component longer than 255 bytes, or `..` above the root.
  */
 export function parseSandboxPath(raw: string, field = "path"): string[] {
-  const invalid = (why: string) => new StrataError("path_invalid", `${field} '${printable(raw)}' ${why}`);
+  const invalid = (why: string) => new StrataError("path_invalid", `${field} '${printable(raw)}' ${why}`, { details: { field } });
   if (typeof raw !== "string" || !raw.startsWith("/")) throw invalid("is not absolute");
   if (raw.includes("\0")) throw invalid("holds a NUL byte");
   if (/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/.test(raw)) throw invalid("is not valid UTF-8");

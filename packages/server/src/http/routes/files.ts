@@ -32,7 +32,7 @@ function strictPath(rawUrl: string | undefined, parsed: string): string {
       break;
     }
   }
-  throw new StrataError("path_invalid", "query/path is not valid percent-encoded UTF-8");
+  throw new StrataError("path_invalid", "query/path is not valid percent-encoded UTF-8", { details: { field: "query/path" } });
 }
 
 export function fileRoutes(app: FastifyInstance, ctx: Context): void {
