@@ -7,11 +7,13 @@ import { createHash } from "node:crypto";
 import { execFileSync } from "node:child_process";
 import { readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { after, before, test } from "node:test";
+import { after, before } from "node:test";
 import assert from "node:assert/strict";
 import tar from "tar-stream";
 import { Strata } from "@strata/sdk";
-import { baseImage, errorCode, startTestServer, type TestServer } from "../harness.js";
+import { parseRegistry } from "@strata/server";
+import { baseImage, errorCode, startTestServer, type TestServer, test } from "../harness.js";
+import { startRegistry } from "../registry.js";
 
 let a: TestServer;
 let b: TestServer;
@@ -287,4 +289,40 @@ test("an empty import is an immediate 400 archive_truncated over every transport
   assert.equal(await errorCode(viaFetch.snapshots.importFile(empty)), "archive_truncated");
   assert.equal(await errorCode(b.strata.snapshots.import(new Uint8Array(0))), "archive_truncated");
   assert.equal(stagingLeft(b), 0);
+});
+
+test("an archive that claims a pushed snapshot's imageUri is not taken for it: a restore from that imageUri gets what the registry holds", async () => {
+  const registry = await startRegistry();
+  const pusher = await startTestServer({ registry: parseRegistry(`${registry.host}/team`) });
+  try {
+    const source = await pusher.strata.sandboxes.create({ image: baseImage });
+    await source.exec("echo pushed > /mark");
+    const pushed = await (await (await source.snapshot()).waitUntilReady()).push();
+    const uri = pushed.info.imageUri!;
+    await source.exec("echo forged > /mark");
+    const forged = await (await source.snapshot()).waitUntilReady();
+    await source.delete();
+
+    // the other snapshot's archive, its manifest rewritten to say it came from the pushed imageUri
+    const list = await members(await bytesOf(await forged.export({ compression: "none" })));
+    const manifestMember = list.find((m) => m.name.startsWith("manifests/"))!;
+    const manifestBytes = Buffer.from(canonical({ ...json(manifestMember), origin: { imageUri: uri } }));
+    const header = json(list[0]!);
+    header.snapshots[0].digest = sha256(manifestBytes);
+    const claimed = put(list, list[0]!.name, header).map((m) => (m.name === manifestMember.name ? { name: m.name, data: manifestBytes } : m));
+    const imported = await b.strata.snapshots.import(new Uint8Array(await pack(claimed)));
+    assert.equal(imported.snapshot.info.origin?.imageUri, uri, "the import kept the claim (it is the archive's data)");
+
+    const restored = await b.strata.sandboxes.create({ imageUri: uri });
+    try {
+      assert.equal((await restored.exec(["cat", "/mark"])).stdout, "pushed\n", "the restore holds what the registry has under the imageUri");
+      assert.notEqual(restored.info.snapshotId, imported.snapshot.id);
+    } finally {
+      await restored.delete();
+      for (const id of new Set([restored.info.snapshotId!, ...imported.imported])) await b.strata.snapshots.delete(id, { force: true }).catch(() => undefined);
+    }
+  } finally {
+    await pusher.close();
+    await registry.close();
+  }
 });

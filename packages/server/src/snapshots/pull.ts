@@ -48,11 +48,17 @@ function settingsLabel(text: string | undefined, imageUri: string): SandboxSetti
 /** The local snapshot for an imageUri, pulling it when this server has none. */
 export async function snapshotFromImageUri(ctx: Context, imageUri: string, signal?: AbortSignal): Promise<Snapshot> {
   const { host, repo, digest } = parseImageUri(imageUri);
+  // A record naming this imageUri is reused only when its content is provably what the registry holds
+  // under it: an imported archive can claim any imageUri in its manifest.
   const known = ctx.index.findSnapshotByImageUri(imageUri);
-  if (known) return known;
+  if (known?.kind === "container" && known.imageId) {
+    const image = await ctx.engine.inspectImage(known.imageId);
+    if (image?.repoDigests.includes(`${host}/${repo}@${digest}`)) return known;
+  }
   const client = clientFor(ctx, host);
   const manifest = await client.getManifest(repo, digest);
   const annotations = manifest.json.annotations ?? {};
+  if (known?.kind === "directory" && known.contentDigest && annotations["dev.strata.content-digest"] === known.contentDigest) return known;
   const id = randomUUID();
   const createdAt = new Date().toISOString();
   let content: ManifestV1["content"];
