@@ -4,10 +4,10 @@
 // refusals included (bad URLs, overlong parameters, bodies it cannot parse,
 // oversized headers, malformed requests).
 import net from "node:net";
-import { after, before, test } from "node:test";
+import { after, before } from "node:test";
 import assert from "node:assert/strict";
 import { errorStatus, isErrorCode } from "@strata/contract";
-import { startTestServer, type TestServer } from "./harness.js";
+import { startTestServer, type TestServer, test } from "./harness.js";
 
 let t: TestServer;
 before(async () => {

@@ -2,7 +2,7 @@
 // before the engine sees it: each small input gets its exact status, code and
 // field; ids always mean their own object; Idempotency-Key compares meaning and
 // is claimed atomically. Nothing half-made is left behind.
-import { after, before, test } from "node:test";
+import { after, before } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
@@ -12,7 +12,7 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { startServer } from "@strata/server";
 import type { Sandbox } from "@strata/sdk";
-import { baseImage, startTestServer, type TestServer } from "./harness.js";
+import { baseImage, startTestServer, type TestServer, test } from "./harness.js";
 
 interface Reply {
   status: number;

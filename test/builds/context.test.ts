@@ -7,11 +7,11 @@ import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
-import { after, before, test } from "node:test";
+import { after, before } from "node:test";
 import assert from "node:assert/strict";
 import tar from "tar-stream";
 import { packContext } from "@strata/sdk";
-import { baseImage, errorCode, eventually, startTestServer, type TestServer } from "../harness.js";
+import { baseImage, errorCode, eventually, startTestServer, type TestServer, test } from "../harness.js";
 
 let t: TestServer;
 const dirs: string[] = [];

@@ -6,12 +6,12 @@
 import { readdirSync, readFileSync } from "node:fs";
 import net from "node:net";
 import { join } from "node:path";
-import { after, before, test } from "node:test";
+import { after, before } from "node:test";
 import assert from "node:assert/strict";
 import tar from "tar-stream";
 import { parseRegistry } from "@strata/server";
 import type { Sandbox, Snapshot } from "@strata/sdk";
-import { baseImage, eventually, startTestServer, type TestServer } from "../harness.js";
+import { baseImage, eventually, startTestServer, type TestServer, test } from "../harness.js";
 import { startRegistry, type TestRegistry } from "../registry.js";
 
 let registry: TestRegistry;

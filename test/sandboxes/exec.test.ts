@@ -5,10 +5,10 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, test } from "node:test";
+import { after, before } from "node:test";
 import assert from "node:assert/strict";
 import type { Sandbox } from "@strata/sdk";
-import { baseImage, eventually, startTestServer, type TestServer } from "../harness.js";
+import { baseImage, eventually, startTestServer, type TestServer, test } from "../harness.js";
 
 let t: TestServer;
 before(async () => {

@@ -3,10 +3,10 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, test } from "node:test";
+import { after, before } from "node:test";
 import assert from "node:assert/strict";
 import type { Sandbox, Snapshot } from "@strata/sdk";
-import { errorCode, startTestServer, type TestServer } from "../harness.js";
+import { errorCode, startTestServer, type TestServer, test } from "../harness.js";
 
 let t: TestServer;
 let image: Snapshot;

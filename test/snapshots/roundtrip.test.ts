@@ -5,9 +5,9 @@
 // (the host's tar for runc, the engine's archive for gVisor) restored on both
 // paths, and for container snapshots. What cannot round trip fails the
 // capture with its code.
-import { after, before, test } from "node:test";
+import { after, before } from "node:test";
 import assert from "node:assert/strict";
-import { baseImage, errorCode, startTestServer, type TestServer } from "../harness.js";
+import { baseImage, errorCode, startTestServer, type TestServer, test } from "../harness.js";
 import type { Sandbox } from "@strata/sdk";
 
 let t: TestServer;
