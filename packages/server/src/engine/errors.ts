@@ -38,6 +38,15 @@ export function refusalCode(status: number, message: string): ErrorCode | undefi
   return refusals.find((row) => row.status(status) && (!row.message || row.message.test(message)))?.code;
 }
 
+/**
+ * Whether the engine refused a call with one of these HTTP statuses (404: the
+ * container or image is gone; 409: it is not in a state for the call). For
+ * features that branch on a refusal without knowing the engine's error type.
+ */
+export function engineRefused(error: unknown, ...statuses: number[]): boolean {
+  return error instanceof DockerApiError && statuses.includes(error.status);
+}
+
 /** A StrataError for anything the engine threw; StrataErrors pass through. */
 export function engineError(error: unknown, doing: string): StrataError {
   if (error instanceof StrataError) return error;

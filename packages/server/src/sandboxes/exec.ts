@@ -5,8 +5,7 @@
 import { StringDecoder } from "node:string_decoder";
 import { StrataError, type ExecEvent, type ExecRequest, type ExecResult } from "@strata/contract";
 import type { Context } from "../context.js";
-import { engineError } from "../engine/errors.js";
-import { DockerApiError } from "../engine/docker-client.js";
+import { engineError, engineRefused } from "../engine/errors.js";
 import { findSandbox, runningSandbox } from "./lifecycle.js";
 import { parseSandboxPath } from "./sandbox-path.js";
 
@@ -23,7 +22,7 @@ function execTarget(ctx: Context, idOrName: string): string {
 }
 
 function execError(error: unknown, idOrName: string): StrataError {
-  if (error instanceof DockerApiError && (error.status === 409 || error.status === 404)) {
+  if (engineRefused(error, 409, 404)) {
     return new StrataError("sandbox_not_running", `sandbox '${idOrName}' is not running (${error.message})`);
   }
   return engineError(error, "exec");

@@ -8,9 +8,8 @@ import { randomUUID } from "node:crypto";
 import { posix } from "node:path";
 import { StrataError, type CreateSnapshotRequest, type Snapshot } from "@strata/contract";
 import { labelKeys, snapshotRepo, type Context } from "../context.js";
-import { DockerApiError } from "../engine/docker-client.js";
 import { PathFailure } from "../engine/engine.js";
-import { engineError } from "../engine/errors.js";
+import { engineError, engineRefused } from "../engine/errors.js";
 import { findSandbox } from "../sandboxes/lifecycle.js";
 import { pathError } from "../sandboxes/sandbox-path.js";
 import { captureDirectory, checkDirectory, probeSandboxView } from "./capture-directory.js";
@@ -126,7 +125,7 @@ async function captureContainer(ctx: Context, record: Snapshot, containerId: str
   } catch (error) {
     if (imageId) await ctx.engine.removeImage(imageId, true).catch(() => undefined);
     if (signal.aborted) return; // deleted with force: the deleter removes the record
-    const gone = error instanceof DockerApiError && error.status === 404;
+    const gone = engineRefused(error, 404);
     markFailed(ctx, record, gone ? new StrataError("sandbox_not_running", "the sandbox's container is gone") : engineError(error, "commit"));
   }
 }
@@ -145,7 +144,7 @@ async function captureDirectoryJob(ctx: Context, record: Snapshot, containerId: 
     await captureDirectory(ctx, record, containerId, signal);
   } catch (error) {
     if (signal.aborted) return;
-    const gone = (error instanceof DockerApiError && error.status === 404) || (error instanceof PathFailure && error.reason === "changed");
+    const gone = (engineRefused(error, 404)) || (error instanceof PathFailure && error.reason === "changed");
     const failure = gone ? new StrataError("path_not_found", `'${record.path}' is gone from the sandbox`) : pathError(error, record.path!);
     markFailed(ctx, record, failure ?? engineError(error, "capture directory"));
   }
