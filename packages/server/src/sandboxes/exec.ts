@@ -23,7 +23,7 @@ function execTarget(ctx: Context, idOrName: string): string {
 
 function execError(error: unknown, idOrName: string): StrataError {
   if (engineRefused(error, 409, 404)) {
-    return new StrataError("sandbox_not_running", `sandbox '${idOrName}' is not running (${error.message})`);
+    return new StrataError("sandbox_not_running", `sandbox '${idOrName}' is not running (${(error as Error).message})`);
   }
   return engineError(error, "exec");
 }
