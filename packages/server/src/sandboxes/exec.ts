@@ -5,6 +5,7 @@
 import { StringDecoder } from "node:string_decoder";
 import { StrataError, type ExecEvent, type ExecRequest, type ExecResult } from "@strata/contract";
 import type { Context } from "../context.js";
+import type { ExecSpec } from "../engine/engine.js";
 import { engineError, engineRefused } from "../engine/errors.js";
 import { findSandbox, runningSandbox } from "./lifecycle.js";
 import { parseSandboxPath } from "./sandbox-path.js";
@@ -28,8 +29,10 @@ function execError(error: unknown, idOrName: string): StrataError {
   return engineError(error, "exec");
 }
 
-function envList(env: Record<string, string> | undefined): string[] | undefined {
-  return env ? Object.entries(env).map(([key, value]) => `${key}=${value}`) : undefined;
+/** What the engine runs for a request: its env as `KEY=value` entries. */
+function execSpec(request: ExecRequest): ExecSpec {
+  const env = request.env ? Object.entries(request.env).map(([key, value]) => `${key}=${value}`) : undefined;
+  return { cmd: request.cmd, env, cwd: request.cwd, stdin: request.stdin, timeoutMs: request.timeoutMs };
 }
 
 /**
@@ -48,7 +51,7 @@ export async function execBuffered(ctx: Context, idOrName: string, request: Exec
   const outcome = await ctx.engine
     .exec(
       containerId,
-      { cmd: request.cmd, env: envList(request.env), cwd: request.cwd, stdin: request.stdin, timeoutMs: request.timeoutMs },
+      execSpec(request),
       {
         signal,
         onOutput(kind, data) {
@@ -98,7 +101,7 @@ export async function execStreaming(
     const outcome = await ctx.engine
       .exec(
         containerId,
-        { cmd: request.cmd, env: envList(request.env), cwd: request.cwd, stdin: request.stdin, timeoutMs: request.timeoutMs },
+        execSpec(request),
         {
           signal,
           onOutput(kind, data) {
