@@ -153,6 +153,10 @@ test("unknown images and impossible resources are 4xx, never 500, and create not
     [{ image: baseImage, resources: { memoryMb: 5 } }, 400, "bad_request", "body/resources/memoryMb"],
     [{ image: baseImage, isolation: "gvisor", resources: { memoryMb: 8 } }, 400, "bad_request", "body/resources/memoryMb"],
     [{ image: baseImage, isolation: "gvisor", resources: { pids: 8 } }, 400, "bad_request", "body/resources/pids"],
+    // gVisor's own threads count against a process limit and reaching it stops the sandbox: none is taken
+    [{ image: baseImage, isolation: "gvisor", resources: { pids: 4096 } }, 400, "bad_request", "body/resources/pids"],
+    // the init needs a second process for the command, an exec and its killer two more
+    [{ image: baseImage, resources: { pids: 1 } }, 400, "bad_request", "body/resources/pids"],
   ];
   for (const [body, status, code, field] of cases) assertRefused(await send("POST", "/v1/sandboxes", body), status, code, field, JSON.stringify(body));
   // A lone surrogate in the raw JSON text, as a client would send it.

@@ -1,6 +1,7 @@
 // Wrong requests get a clear error with the right status and leave nothing behind.
 import { after, before } from "node:test";
 import assert from "node:assert/strict";
+import { request as httpRequest } from "node:http";
 import { startServer } from "@strata/server";
 import { Strata } from "@strata/sdk";
 import { routes } from "@strata/contract";
@@ -121,6 +122,19 @@ test("uploads over the limit are 413, by declared length or by counting", async 
     },
   });
   assert.equal(await errorCode(sandbox.files.write("/tmp/big2", streamed)), "payload_too_large");
+  // a chunked body still arriving when the limit is passed: the reply is the 413, not a cancelled request
+  const chunked = await new Promise<{ status: number; code?: string }>((resolve, reject) => {
+    const url = new URL(`${t.server.url}/v1/sandboxes/${sandbox.id}/files?path=/tmp/big3`);
+    const request = httpRequest(url, { method: "PUT", headers: { "content-type": "application/octet-stream", "transfer-encoding": "chunked" } }, (reply) => {
+      let text = "";
+      reply.on("data", (chunk) => (text += chunk));
+      reply.on("end", () => resolve({ status: reply.statusCode ?? 0, code: JSON.parse(text).error?.code }));
+    });
+    request.on("error", reject);
+    for (let i = 0; i < 20; i++) request.write(Buffer.alloc(16 * 1024, 1));
+    request.end();
+  });
+  assert.deepEqual(chunked, { status: 413, code: "payload_too_large" });
   assert.equal((await sandbox.exec("ls /tmp")).stdout, "");
   const wrongType = await raw("PUT", `/v1/sandboxes/${sandbox.id}/files?path=/tmp/x`, "x", "text/plain");
   assert.equal(wrongType.status, 415);

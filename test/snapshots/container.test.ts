@@ -325,7 +325,7 @@ function engineSettings(containerId: string): { runtime: string; networkMode: st
 const containerOf = (server: TestServer, id: string) => server.server.context.index.findSandbox(id)!.containerId!;
 
 test("a restore keeps the source's isolation, network and limits unless the request sets them; imports carry them too", async () => {
-  const resources = { cpus: 0.5, memoryMb: 256, pids: 100 };
+  const resources = { cpus: 0.5, memoryMb: 256 };
   const source = await t.strata.sandboxes.create({ image: baseImage, isolation: "gvisor", network: false, resources });
   const other = await startTestServer();
   const made: { delete(): Promise<void> }[] = [source];
@@ -336,7 +336,7 @@ test("a restore keeps the source's isolation, network and limits unless the requ
     const plain = await t.strata.sandboxes.create({ snapshotId: snapshot.id });
     made.push(plain);
     assert.deepEqual({ isolation: plain.info.isolation, network: plain.info.network, resources: plain.info.resources }, { isolation: "gvisor", network: false, resources });
-    assert.deepEqual(engineSettings(containerOf(t, plain.id)), { runtime: "runsc", networkMode: "none", memory: 256 * 1024 * 1024, pids: 100, nanoCpus: 5e8 });
+    assert.deepEqual(engineSettings(containerOf(t, plain.id)), { runtime: "runsc", networkMode: "none", memory: 256 * 1024 * 1024, pids: null, nanoCpus: 5e8 });
 
     const overridden = await t.strata.sandboxes.create({ snapshotId: snapshot.id, isolation: "runc", network: true, resources: { pids: 50 } });
     made.push(overridden);

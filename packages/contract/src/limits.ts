@@ -58,8 +58,12 @@ export const limits = {
   minMemoryMb: 6,
   /** Smallest memory limit a gVisor sandbox starts with, in MiB (its kernel lives in the same limit). */
   gvisorMinMemoryMb: 16,
-  /** Smallest process limit a gVisor sandbox starts with (its kernel's threads count against it). */
-  gvisorMinPids: 64,
+  /**
+   * Smallest process limit (runc): the init, the command, an exec and the
+   * exec's killer. gVisor sandboxes take no process limit: the runtime's own
+   * threads count against it, and reaching it stops the whole sandbox.
+   */
+  minPids: 4,
   /** Bytes of a JSON request body (exec `stdin` travels in it). */
   jsonBodyBytes: 64 * 1024 * 1024,
   /** Hours an `Idempotency-Key` and its reply are kept. */
@@ -131,8 +135,11 @@ export function resourceProblem(
   if (resources.memoryMb !== undefined && resources.memoryMb < limits.gvisorMinMemoryMb) {
     return { field: `${where}/memoryMb`, message: `${where}/memoryMb must be at least ${limits.gvisorMinMemoryMb} for a gvisor sandbox` };
   }
-  if (resources.pids !== undefined && resources.pids < limits.gvisorMinPids) {
-    return { field: `${where}/pids`, message: `${where}/pids must be at least ${limits.gvisorMinPids} for a gvisor sandbox` };
+  if (resources.pids !== undefined) {
+    return {
+      field: `${where}/pids`,
+      message: `${where}/pids is not supported for a gvisor sandbox: the runtime's own threads count against the limit, and reaching it stops the whole sandbox (leave it unset)`,
+    };
   }
   return undefined;
 }

@@ -62,7 +62,7 @@ export const Resources = Type.Object(
   {
     cpus: Type.Optional(Type.Number({ minimum: limits.minCpus, maximum: 1024, description: `CPU cores, fractions allowed; at least ${limits.minCpus} (and at most the engine's CPU count).` })),
     memoryMb: Type.Optional(Type.Integer({ minimum: limits.minMemoryMb, maximum: 1048576, description: `Memory limit in MiB; at least ${limits.minMemoryMb} (${limits.gvisorMinMemoryMb} under gvisor).` })),
-    pids: Type.Optional(Type.Integer({ minimum: 1, maximum: 4194304, description: `Maximum number of processes (threads count); at least ${limits.gvisorMinPids} under gvisor.` })),
+    pids: Type.Optional(Type.Integer({ minimum: limits.minPids, maximum: 4194304, description: `Maximum number of processes (threads count), at least ${limits.minPids} (the init, the command, an exec and its killer); runc only: a gvisor sandbox takes none (the runtime's own threads would count against it, and reaching the limit stops the sandbox).` })),
   },
   { additionalProperties: false },
 );

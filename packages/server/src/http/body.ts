@@ -9,6 +9,14 @@ import { pipeline } from "node:stream/promises";
 import { StrataError } from "@strata/contract";
 import type { FastifyRequest } from "fastify";
 
+/** Requests whose body a refusal left unread: their reply closes the connection rather than drain it. */
+const unread = new WeakSet<object>();
+
+/** Whether a refusal left this request's body unread (see `spoolBody`). */
+export function bodyLeftUnread(request: FastifyRequest): boolean {
+  return unread.has(request.raw) && !request.raw.complete;
+}
+
 export interface SpooledBody {
   /** The temporary file; removed when the request's scope closes. */
   path: string;
@@ -41,12 +49,26 @@ export async function spoolBody(request: FastifyRequest, home: string, limit: nu
       else done(null, chunk);
     },
   });
+  // The body is piped, not part of the pipeline: a refusal of ours must not destroy the request,
+  // which would read as the client leaving (the reply would be `cancelled`, not the 413).
+  const written = pipeline(count, createWriteStream(path, { flags: "wx", mode: 0o600 }), { signal: request.scope.signal });
+  const cut = (error: Error) => count.destroy(error);
+  body.once("error", cut);
+  body.pipe(count);
   try {
-    await pipeline(body, count, createWriteStream(path, { flags: "wx", mode: 0o600 }), { signal: request.scope.signal });
+    await written;
   } catch (error) {
+    body.unpipe(count);
+    if (!body.readableEnded) {
+      // the rest of the body stays unread: the reply closes the connection rather than drain it
+      body.pause();
+      unread.add(request.raw);
+    }
     await rm(path, { force: true }); // now too: the scope may have closed before the file was made
     if (error instanceof StrataError) throw error;
     throw new StrataError("bad_request", `the request body was cut short after ${size} bytes`, { cause: error });
+  } finally {
+    body.off("error", cut);
   }
   return { path, size };
 }

@@ -9,6 +9,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import type { ServerConfig } from "../config.js";
 import type { StreamScope } from "../streams.js";
 import { ClientGone } from "./scope.js";
+import { bodyLeftUnread } from "./body.js";
 
 /** The framework's and its plugins' error codes that have a code of their own here. */
 const frameworkCodes: Record<string, ErrorCode> = {
@@ -81,6 +82,8 @@ function sendError(request: FastifyRequest, reply: FastifyReply, error: unknown,
   if (strataError.code === "internal") {
     config.log({ event: "internal_error", method: request.method, url: request.url, message: String((error as Error)?.stack ?? error) });
   }
+  // a body left unread (a refused upload) is not drained: the connection closes after this reply
+  if (bodyLeftUnread(request)) reply.header("connection", "close");
   void reply.status(strataError.status).type("application/json").send(strataError.toBody());
 }
 

@@ -69,6 +69,7 @@ async function resolveSource(ctx: Context, request: CreateSandboxRequest): Promi
  * that sets one keeps the others the snapshot recorded. Isolation is never
  * below the server's minimum: an unset or inherited weaker one is raised to
  * it, a request naming a weaker one is refused (`isolation_below_minimum`).
+ * An inherited process limit is dropped under gvisor (see `resourceProblem`).
  */
 export function resolveSettings(ctx: Context, request: CreateSandboxRequest, snapshot: Snapshot | undefined): SandboxSettings {
   const floor = ctx.config.minIsolation;
@@ -77,11 +78,11 @@ export function resolveSettings(ctx: Context, request: CreateSandboxRequest, sna
   }
   const inherited = snapshot?.settings;
   const asked = snapshot?.kind === "memory" ? "gvisor" : (request.isolation ?? inherited?.isolation ?? "runc");
-  return {
-    isolation: floor === "gvisor" ? "gvisor" : asked,
-    network: request.network ?? inherited?.network ?? true,
-    resources: { ...inherited?.resources, ...request.resources },
-  };
+  const isolation = floor === "gvisor" ? "gvisor" : asked;
+  const resources = { ...inherited?.resources, ...request.resources };
+  // a process limit inherited from a runc source does not follow it under gvisor, which takes none
+  if (isolation === "gvisor" && request.resources?.pids === undefined) delete resources.pids;
+  return { isolation, network: request.network ?? inherited?.network ?? true, resources };
 }
 
 export async function createSandbox(ctx: Context, request: CreateSandboxRequest): Promise<Sandbox> {
