@@ -187,6 +187,11 @@ test("paths the runtime mounts over are refused on upload, download, capture and
     const etc = await sandbox.files.stream("/etc");
     const etcBytes = new Uint8Array(await new Response(etc.body).arrayBuffer());
     assert.equal(await errorCode(sandbox.files.writeTar("/", etcBytes)), "path_runtime_managed");
+    // a tar whose members would land under /proc: refused before the engine extracts anything
+    await sandbox.exec(["sh", "-c", "mkdir -p /tmp/proc && echo hidden > /tmp/proc/x"]);
+    const proc = new Uint8Array(await new Response((await sandbox.files.stream("/tmp/proc")).body).arrayBuffer());
+    assert.equal(await errorCode(sandbox.files.writeTar("/", proc)), "path_runtime_managed");
+    assert.equal(await errorCode(sandbox.files.writeTar("/dev", proc)), "path_runtime_managed");
     assert.equal(await errorCode(sandbox.snapshotDirectory("/dev/shm")), "path_runtime_managed");
     const containers = await t.containers();
     for (const isolation of ["runc", "gvisor"] as const) {

@@ -317,7 +317,12 @@ export async function writeFile(ctx: Context, idOrName: string, path: string, up
       // what the check refuses (devices, fifos, links that climb out, names twice) never reaches the sandbox
       const source = upload.body.pipe(limitBytes(limit, counter));
       upload.body.on("error", (error) => source.destroy(error));
-      await putCheckedArchive(ctx, containerId, directory, source, { implicitParents: true, linksStayInside: true }, upload.signal);
+      // a member under a path the runtime mounts over would land where the sandbox cannot see it
+      const refuseHidden = (relative: string) => {
+        refuseRuntimeManaged(posix.join(directory, relative), posix.join(path, relative), { write: true });
+        return false;
+      };
+      await putCheckedArchive(ctx, containerId, directory, source, { implicitParents: true, linksStayInside: true, exclude: refuseHidden }, upload.signal);
       return { path: directory, bytes: counter.bytes };
     }
     if (path.endsWith("/")) throw new StrataError("bad_request", `'${path}' names a directory; give a file path`);
