@@ -5,9 +5,14 @@ import { StrataError, type ErrorCode } from "@strata/contract";
 import { DockerApiError } from "./docker-client.js";
 import { RegistryFailure } from "./engine.js";
 
+/**
+ * Whether the engine's socket failed: a refused or cut connection, or a socket
+ * path that does not exist (ENOENT from connect only: a file the host side of
+ * a capture could not find is not the engine being down).
+ */
 function isConnectionError(error: unknown): boolean {
-  const code = (error as NodeJS.ErrnoException | undefined)?.code;
-  return code === "ECONNREFUSED" || code === "ENOENT" || code === "ECONNRESET" || code === "EPIPE";
+  const { code, syscall } = (error as NodeJS.ErrnoException | undefined) ?? {};
+  return code === "ECONNREFUSED" || code === "ECONNRESET" || code === "EPIPE" || (code === "ENOENT" && syscall === "connect");
 }
 
 interface Refusal {

@@ -144,7 +144,9 @@ async function captureDirectoryJob(ctx: Context, record: Snapshot, containerId: 
     await captureDirectory(ctx, record, containerId, signal);
   } catch (error) {
     if (signal.aborted) return;
-    const gone = (engineRefused(error, 404)) || (error instanceof PathFailure && error.reason === "changed");
+    // the sandbox changed the path under the host-side read (a component swapped or removed mid-walk)
+    const vanished = (error as NodeJS.ErrnoException).code === "ENOENT" && (error as NodeJS.ErrnoException).syscall !== "connect";
+    const gone = engineRefused(error, 404) || (error instanceof PathFailure && error.reason === "changed") || vanished;
     const failure = gone ? new StrataError("path_not_found", `'${record.path}' is gone from the sandbox`) : pathError(error, record.path!);
     markFailed(ctx, record, failure ?? engineError(error, "capture directory"));
   }
