@@ -19,4 +19,7 @@ test("the engine's own faults and unknown failures stay internal", () => {
   assert.equal(engineError(new DockerApiError(500, "boom", "/x"), "create sandbox").code, "internal");
   assert.equal(engineError(new DockerApiError(400, "bad parameter", "/x"), "create sandbox").status, 400);
   assert.equal(engineError(Object.assign(new Error("connect ECONNREFUSED"), { code: "ECONNREFUSED" }), "inspect").code, "engine_unavailable");
+  // a missing socket is the engine being down; a missing file on the host is not
+  assert.equal(engineError(Object.assign(new Error("connect ENOENT /var/run/docker.sock"), { code: "ENOENT", syscall: "connect" }), "inspect").code, "engine_unavailable");
+  assert.equal(engineError(Object.assign(new Error("ENOENT: no such file or directory, open 'x'"), { code: "ENOENT", syscall: "open" }), "capture directory").code, "internal");
 });
