@@ -81,6 +81,13 @@ test("arguments and environment are bounded by the kernel's limits, counted in b
     await send("POST", `/v1/sandboxes/${sandbox.id}/snapshots`, { kind: "directory", path: "/etc", exclude: ["a\u0000b"] }),
     400, "bad_request", "body/exclude/0", "NUL in an exclude pattern",
   );
+  // excludes are relative to the captured directory: an absolute one or one climbing out would silently exclude nothing
+  for (const exclude of [["/etc/passwd"], ["ok", "../etc"], ["a/../b"]]) {
+    assertRefused(
+      await send("POST", `/v1/sandboxes/${sandbox.id}/snapshots`, { kind: "directory", path: "/etc", exclude }),
+      400, "bad_request", `body/exclude/${exclude.length - 1}`, `exclude ${JSON.stringify(exclude)}`,
+    );
+  }
   // Long scripts go through stdin.
   const script = `${"# padding\n".repeat(20000)}echo from-stdin\n`;
   const viaStdin = await send("POST", exec, { cmd: ["sh"], stdin: script });

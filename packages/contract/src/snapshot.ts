@@ -31,8 +31,13 @@ export const CreateSnapshotRequest = Type.Object(
     name: Type.Optional(Name),
     labels: Type.Optional(Labels),
     path: Type.Optional(Type.String({ pattern: "^/[^\\u0000]*$", maxLength: limits.pathChars, description: "Directory to capture (kind directory); `/` allowed." })),
-    exclude: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 1024, pattern: noNul }), {
-      maxItems: 256, description: "Paths or globs relative to `path` to leave out (kind directory).",
+    exclude: Type.Optional(Type.Array(Type.String({
+      minLength: 1, maxLength: 1024,
+      // relative to `path`, inside it: not absolute, no `..` component, no NUL
+      pattern: "^(?!/)(?!(?:.*/)?\\.\\.(?:/|$))[^\\u0000]+$",
+      description: "A path or glob relative to `path` (not absolute, no `..`).",
+    }), {
+      maxItems: 256, description: "Paths or globs relative to `path` to leave out (kind directory); an absolute one or one with `..` is a 400.",
     })),
   },
   { additionalProperties: false },
