@@ -138,3 +138,26 @@ test("an empty snapshot directory a crash left is removed at startup, not report
     await again.close();
   }
 });
+
+test("SIGKILL during an exec: the restarted server ends the command left running (runc)", async () => {
+  const home = mkdtempSync(join(tmpdir(), "strata-test-"));
+  const first = await serveInChild(home);
+  let again: Awaited<ReturnType<typeof startTestServer>> | undefined;
+  try {
+    const sandbox = await first.strata.sandboxes.create({ image: baseImage });
+    const sleeping = async (strata: Strata) => (await (await strata.sandboxes.get(sandbox.id)).exec(["ps", "-o", "args"])).stdout.split("\n").includes("sleep 600");
+    void sandbox.exec(["sh", "-c", "sleep 600"], { timeoutMs: 900_000 }).catch(() => undefined);
+    await eventually(() => sleeping(first.strata), 60_000, "the command to run");
+    first.child.kill("SIGKILL");
+    await new Promise((resolve) => (first.child.exitCode !== null ? resolve(null) : first.child.once("exit", resolve)));
+    assert.equal((await engineContainers()).filter((c) => c.labels["dev.strata.server"] === first.serverId && c.state === "running").length, 1, "the kill left the sandbox running");
+
+    again = await startTestServer({}, home);
+    assert.equal(await sleeping(again.strata), false, "recovery ended the command nobody waits for");
+    assert.equal(again.logs.filter((line) => line.event === "stray_execs_ended").length, 1);
+  } finally {
+    first.child.kill("SIGKILL");
+    if (again) await again.close();
+    else rmSync(home, { recursive: true, force: true });
+  }
+});

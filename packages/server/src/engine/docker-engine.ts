@@ -290,6 +290,27 @@ export class DockerEngine implements Engine {
     return this.liveExecs.get(containerId)?.size ?? 0;
   }
 
+  async endStrayExecs(containerId: string): Promise<number> {
+    if (this.activeExecs(containerId)) return 0;
+    let container: DockerContainer & { State: { Pid: number } };
+    try {
+      container = await this.client.json({ method: "GET", path: `/containers/${containerId}/json` });
+    } catch (error) {
+      if (notFound(error)) return 0;
+      throw error;
+    }
+    const ids = container.ExecIDs ?? [];
+    if (!ids.length || !this.client.isLocal || !(await this.execTarget(containerId)).runc || !(container.State.Pid > 1)) return 0;
+    let ended = 0;
+    for (const execId of ids) {
+      const info = await this.client.json<{ Pid: number; Running: boolean }>({ method: "GET", path: `/exec/${execId}/json` }).catch(() => null);
+      if (!info?.Running || !(info.Pid > 1)) continue;
+      killHostSession(info.Pid, container.State.Pid);
+      ended++;
+    }
+    return ended;
+  }
+
   /** Per container: whether the exec wrapper can run in it, its runtime. Dropped when the container is removed. */
   private readonly execTargets = new Map<string, Promise<{ shell: boolean; runc: boolean }>>();
 

@@ -171,6 +171,14 @@ export interface Engine {
   /** How many execs this engine object is running in the container now (those of this server only). */
   activeExecs(containerId: string): number;
   /**
+   * Ends the commands of execs in the container that this engine object did
+   * not start and so nobody waits for (left running by a server that was
+   * killed): on runc with the engine on this host, by their session, as a
+   * timeout does. Resolves with how many it ended; 0 elsewhere (gVisor, a
+   * remote engine), where such commands run on until they end.
+   */
+  endStrayExecs(containerId: string): Promise<number>;
+  /**
    * Stat of a path (its last component not followed); null when it does not
    * exist. Links above the last component are followed inside the container;
    * PathFailure when they loop or pass through a file.

@@ -26,7 +26,14 @@ export async function recoverSandboxes(ctx: Context): Promise<void> {
   }
   for (const container of containers) {
     const sandboxId = container.labels[labelKeys.sandbox];
-    if (sandboxId && known.has(sandboxId)) continue;
+    if (sandboxId && known.has(sandboxId)) {
+      // a server killed mid-exec left its commands running, with nobody to read them or time them out
+      if (container.state === "running") {
+        const ended = await ctx.engine.endStrayExecs(container.id).catch(() => 0);
+        if (ended) ctx.config.log({ event: "stray_execs_ended", sandboxId, count: ended });
+      }
+      continue;
+    }
     if (rows.some((row) => row.id === sandboxId)) continue; // undone above
     // Only a new index adopts: with an index that survived, a container
     // without a row is a create that was undone.
