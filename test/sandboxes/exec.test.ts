@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { after, before } from "node:test";
 import assert from "node:assert/strict";
 import type { Sandbox } from "@strata/sdk";
-import { baseImage, eventually, startTestServer, type TestServer, test } from "../harness.js";
+import { baseImage, eventually, startTestServer, type TestServer, test, errorCode } from "../harness.js";
 
 let t: TestServer;
 before(async () => {
@@ -191,5 +191,17 @@ test("buffered output past the server's limit is cut, and the reply says so", as
     assert.equal(streamed.join(""), "0123456789", "the streaming form has no limit");
   } finally {
     await small.close();
+  }
+});
+
+test("a cwd that is not a directory in the sandbox is refused, not run with the runtime's error as output", async () => {
+  const sandbox = await t.strata.sandboxes.create({ image: baseImage });
+  try {
+    assert.equal(await errorCode(sandbox.exec(["pwd"], { cwd: "/nonexistent" })), "path_not_found");
+    assert.equal(await errorCode(sandbox.exec(["pwd"], { cwd: "/etc/passwd" })), "bad_request");
+    assert.equal(await errorCode(sandbox.execStream(["pwd"], { cwd: "/nonexistent" })), "path_not_found");
+    assert.equal((await sandbox.exec(["pwd"], { cwd: "/etc" })).stdout, "/etc\n");
+  } finally {
+    await sandbox.delete();
   }
 });

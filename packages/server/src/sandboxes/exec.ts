@@ -8,7 +8,7 @@ import type { Context } from "../context.js";
 import type { ExecSpec } from "../engine/engine.js";
 import { engineError, engineRefused } from "../engine/errors.js";
 import { findSandbox, runningSandbox } from "./lifecycle.js";
-import { parseSandboxPath } from "./sandbox-path.js";
+import { parseSandboxPath, pathError, resolveSandboxPath } from "./sandbox-path.js";
 
 /**
  * The container to exec in. The engine itself refuses exec in a container that
@@ -29,6 +29,20 @@ function execError(error: unknown, idOrName: string): StrataError {
   return engineError(error, "exec");
 }
 
+/**
+ * Refuses a `cwd` that is not a directory in the sandbox (404 path_not_found,
+ * 400 bad_request for a file) before the runtime would fail the exec with its
+ * own message as the command's output. One engine stat, only when a cwd is given.
+ */
+async function checkCwd(ctx: Context, containerId: string, cwd: string | undefined): Promise<void> {
+  if (cwd === undefined) return;
+  const target = await resolveSandboxPath(ctx.engine, containerId, cwd, "body/cwd").catch((error) => {
+    throw pathError(error, cwd) ?? engineError(error, "exec");
+  });
+  if (target.missing.length) throw new StrataError("path_not_found", `body/cwd '${cwd}' does not exist in the sandbox`, { details: { field: "body/cwd" } });
+  if (!target.stat.isDirectory) throw new StrataError("bad_request", `body/cwd '${cwd}' is not a directory`, { details: { field: "body/cwd" } });
+}
+
 /** What the engine runs for a request: its env as `KEY=value` entries. */
 function execSpec(request: ExecRequest): ExecSpec {
   const env = request.env ? Object.entries(request.env).map(([key, value]) => `${key}=${value}`) : undefined;
@@ -43,6 +57,7 @@ function execSpec(request: ExecRequest): ExecSpec {
 export async function execBuffered(ctx: Context, idOrName: string, request: ExecRequest, signal?: AbortSignal): Promise<ExecResult> {
   if (request.cwd !== undefined) parseSandboxPath(request.cwd, "body/cwd"); // a cwd that names no directory is a 400, never another one
   const containerId = execTarget(ctx, idOrName);
+  await checkCwd(ctx, containerId, request.cwd);
   const limit = ctx.config.maxExecOutputBytes;
   const output = { stdout: [] as Buffer[], stderr: [] as Buffer[] };
   const sizes = { stdout: 0, stderr: 0 };
@@ -94,6 +109,7 @@ export async function execStreaming(
 ): Promise<(emit: (event: ExecEvent) => void) => Promise<void>> {
   if (request.cwd !== undefined) parseSandboxPath(request.cwd, "body/cwd");
   const { containerId } = await runningSandbox(ctx, idOrName);
+  await checkCwd(ctx, containerId, request.cwd);
   return async (emit) => {
     const base64 = request.encoding === "base64";
     const decoders = { stdout: new StringDecoder("utf8"), stderr: new StringDecoder("utf8") };
