@@ -361,7 +361,7 @@ export class DirectoryArchiveCheck {
           if (part === "..") depth--;
           else if (part && part !== ".") depth++;
           if (depth < 0) {
-            throw unsafe(`the symbolic link '${shown(name)}' -> '${shown(rawLink)}' climbs out of the restored directory, which the engine's archive API (gVisor sandboxes) refuses to make; a runc sandbox restores it`);
+            throw unsafe(`the symbolic link '${shown(name)}' -> '${shown(rawLink)}' climbs out of the directory it is extracted into, which the engine's archive API refuses to make (uploads, and restores into gVisor sandboxes)`);
           }
         }
       }
