@@ -183,7 +183,7 @@ test("credentials: the right ones push and pull, wrong or missing ones are regis
 });
 
 test("a restore from imageUri keeps the source's isolation, network and limits", async () => {
-  const resources = { memoryMb: 128, pids: 64 };
+  const resources = { cpus: 0.5, memoryMb: 128 };
   const source = await a.strata.sandboxes.create({ image: baseImage, isolation: "gvisor", network: false, resources });
   const snapshot = await (await source.snapshot()).waitUntilReady({ timeoutMs: 60000 });
   try {
