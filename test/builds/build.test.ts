@@ -1,32 +1,22 @@
 // A CI system builds snapshots from build contexts and watches the log live.
 import { randomUUID } from "node:crypto";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before } from "node:test";
 import assert from "node:assert/strict";
 import { packContext } from "@strata/sdk";
+import { context, removeContexts } from "./contexts.js";
 import { baseImage, errorCode, eventually, startTestServer, type TestServer, test } from "../harness.js";
 
 let t: TestServer;
-const dirs: string[] = [];
 before(async () => {
   t = await startTestServer({ maxContextBytes: 5_000_000 });
 });
 after(async () => {
   await t.close();
-  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+  removeContexts();
 });
 
-function context(files: Record<string, string>): string {
-  const dir = mkdtempSync(join(tmpdir(), "strata-build-ctx-"));
-  dirs.push(dir);
-  for (const [name, content] of Object.entries(files)) {
-    mkdirSync(join(dir, name, ".."), { recursive: true });
-    writeFileSync(join(dir, name), content);
-  }
-  return dir;
-}
 
 async function post(form: FormData): Promise<{ status: number; body: { error?: { code: string; message: string }; buildId?: string } }> {
   const response = await fetch(`${t.server.url}/v1/builds`, { method: "POST", body: form });

@@ -2,36 +2,26 @@
 // excludes its directory, hard links stay links, a tar uploaded by any client
 // has its .dockerignore applied, the base-image check reads Dockerfiles as the
 // engine does, and broken multipart uploads are a 4xx.
-import { linkSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { linkSync, readdirSync } from "node:fs";
 import { request } from "node:http";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { after, before } from "node:test";
 import assert from "node:assert/strict";
 import tar from "tar-stream";
 import { packContext } from "@strata/sdk";
+import { context, removeContexts } from "./contexts.js";
 import { baseImage, errorCode, eventually, startTestServer, type TestServer, test } from "../harness.js";
 
 let t: TestServer;
-const dirs: string[] = [];
 before(async () => {
   t = await startTestServer();
 });
 after(async () => {
   await t.close();
-  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+  removeContexts();
 });
 
-function context(files: Record<string, string>): string {
-  const dir = mkdtempSync(join(tmpdir(), "strata-build-ctx-"));
-  dirs.push(dir);
-  for (const [name, content] of Object.entries(files)) {
-    mkdirSync(join(dir, name, ".."), { recursive: true });
-    writeFileSync(join(dir, name), content);
-  }
-  return dir;
-}
 
 async function bytes(stream: NodeJS.ReadableStream): Promise<Buffer> {
   const chunks: Buffer[] = [];
