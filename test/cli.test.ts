@@ -200,3 +200,22 @@ test("fork prints the memory snapshot's id and the forks; the snapshot is found 
     await source.delete();
   }
 });
+
+test("exec -i sends the command's standard input to it", async () => {
+  const created = await strata("sandbox", "create", baseImage, "--json");
+  assert.equal(created.code, 0, created.stderr);
+  const id = (JSON.parse(created.stdout) as { id: string }).id;
+  try {
+    const run = await new Promise<{ code: number; stdout: string }>((resolve, reject) => {
+      const child = spawn(process.execPath, [bin, "sandbox", "exec", id, "-i", "--", "sh"], { env: { ...process.env, STRATA_URL: t.server.url } });
+      let stdout = "";
+      child.stdout.on("data", (data) => (stdout += data));
+      child.on("error", reject);
+      child.on("close", (code) => resolve({ code: code ?? -1, stdout }));
+      child.stdin.end("echo from-stdin; exit 3\n");
+    });
+    assert.deepEqual(run, { code: 3, stdout: "from-stdin\n" });
+  } finally {
+    await strata("sandbox", "rm", id);
+  }
+});

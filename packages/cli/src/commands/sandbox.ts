@@ -17,8 +17,9 @@ Commands:
       --no-network  --timeout SECONDS  --isolation runc|gvisor
   ls [--status S] [--label K=V]   list sandboxes
   get ID                      show a sandbox
-  exec ID [--cwd DIR] [--env K=V] [--timeout-ms N] -- CMD...
-                              run a command, streaming its output; exits with its code
+  exec ID [--cwd DIR] [--env K=V] [--timeout-ms N] [-i] -- CMD...
+                              run a command, streaming its output; exits with its code;
+                              -i (--stdin) sends this command's standard input to it (text)
   stop ID [--timeout SECONDS] stop a sandbox
   start ID                    start a stopped sandbox
   rm ID...                    remove sandboxes
@@ -27,6 +28,13 @@ Commands:
 
 Common options: --url URL (env STRATA_URL)  --api-key KEY (env STRATA_API_KEY)  --json
 `;
+
+/** This process's standard input until its end, as UTF-8 text. */
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString("utf8");
+}
 
 function split(args: string[]): [string[], string[]] {
   const at = args.indexOf("--");
@@ -114,10 +122,16 @@ export async function sandbox(args: string[]): Promise<number> {
         cwd: { type: "string" },
         env: { type: "string", multiple: true },
         "timeout-ms": { type: "string" },
+        stdin: { type: "boolean", short: "i" },
       } }));
       if (!trailing.length) throw new UsageError("give the command after --");
       const target = await client(values).sandboxes.get(one(positionals, "ID"));
-      const options = { cwd: values.cwd, env: pairs(values.env, "--env"), timeoutMs: number(values["timeout-ms"], "--timeout-ms"), signal: interruptSignal() };
+      // -i: what this process reads until its end goes to the command's standard input (text)
+      const stdin = values.stdin ? await readStdin() : undefined;
+      const options = {
+        cwd: values.cwd, env: pairs(values.env, "--env"), timeoutMs: number(values["timeout-ms"], "--timeout-ms"), signal: interruptSignal(),
+        ...(stdin !== undefined ? { stdin } : {}),
+      };
       if (values.json) {
         const result = await target.exec(trailing, options);
         printJson(result);
