@@ -10,7 +10,8 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import assert from "node:assert/strict";
 import { Strata } from "@strata/sdk";
-import { engineContainers, engineImages, recordServer, removeLeftovers } from "../engine.js";
+import { engineContainers, engineHasImage, engineImages, recordServer, removeLeftovers } from "../engine.js";
+import { context, removeContexts } from "../builds/contexts.js";
 import { baseImage, bounded, eventually, startTestServer, test } from "../harness.js";
 
 const bin = fileURLToPath(new URL("../../../packages/cli/bin/strata.js", import.meta.url));
@@ -157,6 +158,43 @@ test("SIGKILL during an exec: the restarted server ends the command left running
     assert.equal(again.logs.filter((line) => line.event === "stray_execs_ended").length, 1);
   } finally {
     first.child.kill("SIGKILL");
+    if (again) await again.close();
+    else rmSync(home, { recursive: true, force: true });
+  }
+});
+
+test("SIGKILL during a build: the restarted server removes the step images the build made", async () => {
+  const home = mkdtempSync(join(tmpdir(), "strata-test-"));
+  const first = await serveInChild(home);
+  let again: Awaited<ReturnType<typeof startTestServer>> | undefined;
+  try {
+    const dir = context({
+      blob: "x".repeat(1024 * 1024),
+      // the RUN step waits for a file that never comes: the kill lands while it runs, after COPY's image exists
+      Dockerfile: `FROM ${baseImage}\nCOPY blob /blob\nRUN while [ ! -e /never ]; do sleep 0.1; done\n`,
+    });
+    const steps: string[] = [];
+    let running = false;
+    const build = first.strata.snapshots.build({
+      context: dir,
+      onLog: (line) => {
+        const step = /^ ---> ([0-9a-f]{12,64})$/.exec(line)?.[1];
+        if (step) steps.push(step);
+        if (/Running in/.test(line)) running = true;
+      },
+    });
+    build.catch(() => undefined);
+    await eventually(async () => running, 120_000, "the RUN step to run");
+    const copied = steps.at(-1)!;
+    assert.equal(await engineHasImage(copied), true, "COPY's image exists when the kill lands");
+    first.child.kill("SIGKILL");
+    await new Promise((resolve) => (first.child.exitCode !== null ? resolve(null) : first.child.once("exit", resolve)));
+
+    again = await startTestServer({}, home);
+    await eventually(async () => !(await engineHasImage(copied)), 60_000, "recovery to remove the killed build's step image");
+  } finally {
+    first.child.kill("SIGKILL");
+    removeContexts();
     if (again) await again.close();
     else rmSync(home, { recursive: true, force: true });
   }

@@ -122,6 +122,7 @@ export async function startServer(options: Partial<ServerConfig> = {}, engineOve
   await recoverSandboxes(context);
   const expiry = startExpiry(context);
   const builds = new Builds(context, config.maxConcurrentBuilds);
+  void builds.recover(); // in the background: the engine may still be ending the killed build's step
   const app = await buildHttp(context, builds);
   try {
     await app.listen({ port: config.port, host: config.host });

@@ -39,6 +39,8 @@ const terminal = new Set(["succeeded", "failed", "cancelled"]);
 
 export class Builds {
   private readonly builds = new Map<string, BuildState>();
+  /** Step images of builds an earlier run left unfinished, newest first: `recover()` removes them. */
+  private readonly interruptedSteps: string[] = [];
   private readonly queue: string[] = [];
   private running = 0;
   private readonly events = new EventEmitter();
@@ -63,11 +65,26 @@ export class Builds {
         const state: BuildState = { ...saved, events, contextFile: join(dir, "context"), controller: new AbortController() };
         this.builds.set(id, state);
         rmSync(state.contextFile, { force: true });
-        if (!terminal.has(state.record.status)) this.finish(state, "failed", { code: "interrupted", message: "the server stopped during the build" });
+        if (!terminal.has(state.record.status)) {
+          // the log kept each step's image as it came: what a killed build made carries no label to find it by
+          this.interruptedSteps.push(...stepImagesIn(events).reverse());
+          this.finish(state, "failed", { code: "interrupted", message: "the server stopped during the build" });
+        }
       } catch {
         rmSync(dir, { recursive: true, force: true });
       }
     }
+  }
+
+  /**
+   * Removes the step images of builds the last run left unfinished (untagged
+   * ones no other image builds on; see `removeStepImages`), retrying while
+   * the engine still winds down the build the killed server started. Called
+   * once at startup; never rejects.
+   */
+  async recover(): Promise<void> {
+    const steps = this.interruptedSteps.splice(0);
+    if (steps.length) await this.removeStepImages(steps, true).catch(() => undefined);
   }
 
   /** A directory and a file for a new build's context, before it is checked. */
@@ -209,8 +226,8 @@ export class Builds {
           tag,
         },
         (line) => {
-          const step = /^ ---> ([0-9a-f]{12,64})$/.exec(line);
-          if (step) stepImages.push(step[1]!);
+          const step = stepImage(line);
+          if (step) stepImages.push(step);
           this.emit(state, { type: "log", line });
         },
         signal,
@@ -300,4 +317,17 @@ export class Builds {
     state.record = { ...state.record, architecture: image.architecture };
     return record;
   }
+}
+
+/** The image a classic-builder step made, from its ` ---> <id>` log line. */
+function stepImage(line: string): string | undefined {
+  return /^ ---> ([0-9a-f]{12,64})$/.exec(line)?.[1];
+}
+
+/** The step images a build's log names, in order. */
+function stepImagesIn(events: BuildLogEvent[]): string[] {
+  return events.flatMap((event) => {
+    const step = event.type === "log" ? stepImage(event.line) : undefined;
+    return step ? [step] : [];
+  });
 }
