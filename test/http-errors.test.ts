@@ -82,6 +82,9 @@ test("bodies the framework cannot take: bad or empty JSON, a wrong content type,
   assertError(text.status, text.text, "unsupported_media_type", "text/plain body");
   const form = await viaFetch("POST", "/v1/sandboxes", { body: "image=x", contentType: "application/x-www-form-urlencoded" });
   assertError(form.status, form.text, "unsupported_media_type", "form body");
+  // multipart is for builds only: a JSON route does not parse a form
+  const multipartForm = await viaFetch("POST", "/v1/sandboxes", { body: "--b\r\ncontent-disposition: form-data; name=\"image\"\r\n\r\nx\r\n--b--\r\n", contentType: "multipart/form-data; boundary=b" });
+  assertError(multipartForm.status, multipartForm.text, "unsupported_media_type", "a multipart form to a JSON route");
   const raw = await viaFetch("POST", "/v1/sandboxes", { body: "{}", contentType: "application/octet-stream" });
   assertError(raw.status, raw.text, "unsupported_media_type", "a JSON route sent raw bytes");
   const upload = await viaFetch("PUT", "/v1/sandboxes/nope/files?path=/x", { body: "x", contentType: "text/plain" });

@@ -93,8 +93,11 @@ async function buildHttp(ctx: Context, builds: Builds): Promise<FastifyInstance>
   sandboxRoutes(app, ctx, idempotency);
   fileRoutes(app, ctx);
   snapshotRoutes(app, ctx, idempotency);
-  await app.register(multipart, { limits: { fileSize: ctx.config.maxContextBytes, files: 1, fields: maxFormFields + 1, fieldSize: 1024 * 1024 } });
-  buildRoutes(app, builds);
+  // multipart for the build routes only: a form sent to any other route is a 415, as any type it does not take
+  await app.register(async (buildScope) => {
+    await buildScope.register(multipart, { limits: { fileSize: ctx.config.maxContextBytes, files: 1, fields: maxFormFields + 1, fieldSize: 1024 * 1024 } });
+    buildRoutes(buildScope, builds);
+  });
   return app;
 }
 
