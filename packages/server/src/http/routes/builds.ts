@@ -8,6 +8,7 @@ import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { Builds, BuildRequest } from "../../builds/builds.js";
 import { normalizeDockerfilePath, prepareContext } from "../../builds/context.js";
 import { route } from "../route.js";
+import { eventStream } from "../sse.js";
 
 type IdParams = { id: string };
 
@@ -171,15 +172,15 @@ export function buildRoutes(app: FastifyInstance, builds: Builds): void {
     const after = typeof lastHeader === "string" && /^\d+$/.test(lastHeader) ? Number(lastHeader) : 0;
     const backlog = builds.eventsAfter(id, after);
     reply.hijack();
-    const res = reply.raw;
-    res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive", "x-accel-buffering": "no" });
+    const stream = eventStream(reply.raw);
+    // the log ends with its one `done` or `error` event
     const send = (eventId: number, event: BuildLogEvent) => {
-      res.write(`id: ${eventId}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
-      if (event.type !== "log") res.end();
+      stream.send(eventId, event.type, event);
+      if (event.type !== "log") stream.end();
     };
     for (const { id: eventId, event } of backlog.events) send(eventId, event);
-    if (backlog.finished || res.writableEnded) {
-      res.end();
+    if (backlog.finished || stream.ended) {
+      stream.end();
       return;
     }
     let next = after + backlog.events.length;
@@ -188,10 +189,6 @@ export function buildRoutes(app: FastifyInstance, builds: Builds): void {
       next = eventId;
       send(eventId, event);
     });
-    const ping = setInterval(() => res.write(": ping\n\n"), 15000);
-    res.on("close", () => {
-      clearInterval(ping);
-      unsubscribe();
-    });
+    stream.onClose(unsubscribe);
   });
 }
