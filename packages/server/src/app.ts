@@ -23,7 +23,7 @@ import { Idempotency } from "./http/idempotency.js";
 import multipart from "@fastify/multipart";
 import { Builds } from "./builds/builds.js";
 import { buildRoutes, maxFormFields } from "./http/routes/builds.js";
-import { Jobs } from "./snapshots/jobs.js";
+import { Jobs } from "./jobs.js";
 import { recoverSnapshots } from "./snapshots/recover.js";
 import { SnapshotStore } from "./snapshots/store.js";
 import { StagingBudget } from "./snapshots/staging.js";

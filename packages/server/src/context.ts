@@ -3,7 +3,7 @@ import type { ServerConfig } from "./config.js";
 import type { Engine } from "./engine/engine.js";
 import type { Index } from "./index/database.js";
 import type { BlobStore } from "./blobs/store.js";
-import type { Jobs } from "./snapshots/jobs.js";
+import type { Jobs } from "./jobs.js";
 import type { RegistryClient } from "./registry/client.js";
 import type { SnapshotStore } from "./snapshots/store.js";
 import type { StagingBudget } from "./snapshots/staging.js";

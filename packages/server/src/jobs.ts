@@ -1,7 +1,7 @@
 // Background work of this server (snapshot captures), with a way to wait for a
 // record to change and to let work finish before shutdown.
 import { EventEmitter } from "node:events";
-import { StreamScope } from "../streams.js";
+import { StreamScope } from "./streams.js";
 
 export class Jobs {
   private readonly running = new Map<string, { controller: AbortController; done: Promise<void> }>();
